@@ -1,0 +1,1 @@
+"""Ansible-style provisioning of a private PyPI server (pypiserver)."""
