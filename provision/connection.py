@@ -1,0 +1,236 @@
+"""The one module that talks to Fabric and paramiko.
+
+Everything else sees a `Remote`: run a shell script as root, stream files into a
+directory. Both go through a single SSH transport and one exec channel each, and the
+channels are counted, because round trips are what a redeploy costs.
+
+Scripts travel on the channel's stdin (``sh -s``), never on the command line, so
+nothing we send (file contents, hashes) shows up in the host's process list. A sudo
+password, when one is needed, is written to sudo's stdin only after sudo prompts for
+it with our marker prompt; the command then prints a ready marker before we send
+the script, so the two never mix.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import AuthError, ConnectError, HostKeyError, SudoError, UnreachableError
+
+SUDO_PROMPT = "[provision-sudo-password]"
+READY = "__provision_ready__"
+CONNECT_TIMEOUT = 10
+_known_hosts_lock = threading.Lock()
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class _AcceptNewPolicy:
+    """Like ssh's StrictHostKeyChecking=accept-new: record unknown keys, refuse changed ones.
+
+    paramiko raises BadHostKeyException by itself for a changed key once the
+    known_hosts file is loaded; this policy only decides about unknown hosts.
+    """
+
+    def __init__(self, path: Path, notes: list[str]):
+        self.path = path
+        self.notes = notes
+
+    def missing_host_key(self, client, hostname, key):
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with _known_hosts_lock:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="ascii") as fh:
+                fh.write(line)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.notes.append(
+            f"new host key for {hostname} ({key.get_name()}) recorded in {self.path}"
+        )
+
+
+class Remote:
+    """A lazily opened SSH connection to one host, running everything as root."""
+
+    def __init__(self, target, sudo_password: str | None = None):
+        self.target = target
+        self.sudo_password = sudo_password
+        self.channels = 0
+        self.notes: list[str] = []
+        self._conn = None
+
+    # -- connection ---------------------------------------------------------------
+    def open(self) -> None:
+        if self._conn is not None:
+            return
+        import paramiko
+        from fabric import Config, Connection
+
+        t = self.target
+        connect_kwargs = {"banner_timeout": CONNECT_TIMEOUT, "auth_timeout": CONNECT_TIMEOUT}
+        if t.ssh_key:
+            connect_kwargs["key_filename"] = [os.path.expanduser(str(t.ssh_key))]
+        conn = Connection(
+            t.ssh_host,
+            user=t.ssh_user,
+            port=t.ssh_port,
+            connect_timeout=CONNECT_TIMEOUT,
+            connect_kwargs=connect_kwargs,
+            config=Config(),
+        )
+        known_hosts = self._known_hosts_path(conn)
+        if known_hosts.exists():
+            try:
+                conn.client.load_host_keys(str(known_hosts))
+            except (OSError, paramiko.SSHException) as exc:
+                raise ConnectError(f"cannot read known_hosts {known_hosts}: {exc}") from exc
+        conn.client.set_missing_host_key_policy(_AcceptNewPolicy(known_hosts, self.notes))
+        where = f"{conn.user}@{conn.host}:{conn.port}"
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(
+                f"host key for {conn.host} has CHANGED (now {exc.key.get_name()} "
+                f"{exc.key.get_fingerprint().hex()}): refusing to connect; if the host was "
+                f"rebuilt, remove its old line from {known_hosts}"
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            raise AuthError(
+                f"authentication failed for {where}: no key or agent identity was accepted "
+                f"({exc})"
+            ) from exc
+        except (socket.timeout, TimeoutError) as exc:
+            raise UnreachableError(f"cannot reach {where}: timed out after {CONNECT_TIMEOUT} s") from exc
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            reason = "; ".join(sorted({e.strerror or str(e) for e in exc.errors.values()}))
+            raise UnreachableError(f"cannot reach {where}: {reason}") from exc
+        except socket.gaierror as exc:
+            raise UnreachableError(f"cannot resolve {conn.host}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise UnreachableError(f"cannot reach {where}: {exc.strerror or exc}") from exc
+        except paramiko.SSHException as exc:
+            raise ConnectError(f"SSH to {where} failed: {exc}") from exc
+        self._conn = conn
+        self.user = conn.user
+        self.hostname = conn.host
+
+    def _known_hosts_path(self, conn) -> Path:
+        if self.target.known_hosts:
+            return Path(os.path.expanduser(str(self.target.known_hosts)))
+        configured = conn.ssh_config.get("userknownhostsfile")
+        if configured:
+            first = configured.split()[0] if isinstance(configured, str) else configured[0]
+            return Path(os.path.expanduser(first))
+        return Path.home() / ".ssh" / "known_hosts"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- commands -----------------------------------------------------------------
+    def _wrap(self, inner: str) -> str:
+        """The command line for `inner` as root; it prints READY on stderr first."""
+        body = f"echo {READY} >&2; {inner}"
+        if self.user == "root":
+            return f"sh -c {shlex.quote(body)}"
+        return f"sudo -S -p {shlex.quote(SUDO_PROMPT)} -- sh -c {shlex.quote(body)}"
+
+    def run_script(self, script: str, on_line=None, timeout: float | None = None) -> Result:
+        """Run a shell script as root; `on_line(line)` sees stdout lines as they arrive."""
+        return self._exec("sh -s", script.encode(), on_line=on_line, timeout=timeout)
+
+    def stream(self, inner: str, producer, timeout: float | None = None) -> Result:
+        """Run `inner` as root with stdin fed by `producer(write)` (e.g. a tar stream)."""
+        return self._exec(inner, producer, timeout=timeout)
+
+    def _exec(self, inner: str, data, on_line=None, timeout=None) -> Result:
+        self.open()
+        transport = self._conn.transport
+        try:
+            chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+        except Exception as exc:  # paramiko raises bare SSHException/EOFError here
+            raise ConnectError(f"{self.hostname}: cannot open an SSH channel: {exc}") from exc
+        self.channels += 1
+        chan.exec_command(self._wrap(inner))
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout if timeout else None
+
+        def pump(wait=0.002):
+            got = False
+            if chan.recv_ready():
+                chunk = chan.recv(65536)
+                out.extend(chunk)
+                got = True
+                if on_line is not None:
+                    while b"\n" in out[pump.seen:]:
+                        nl = out.index(b"\n", pump.seen)
+                        on_line(out[pump.seen:nl].decode(errors="replace"))
+                        pump.seen = nl + 1
+            if chan.recv_stderr_ready():
+                err.extend(chan.recv_stderr(65536))
+                got = True
+            if not got:
+                if deadline and time.monotonic() > deadline:
+                    chan.close()
+                    raise ConnectError(f"{self.hostname}: command timed out after {timeout:.0f} s")
+                time.sleep(wait)
+            return got
+
+        pump.seen = 0
+        self._handshake(chan, err, pump)
+        del err[: err.index(READY.encode()) + len(READY) + 1]
+        if callable(data):
+            data(chan.sendall)
+        elif data:
+            chan.sendall(data)
+        chan.shutdown_write()
+        while not (chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready()):
+            pump()
+        while pump(0):
+            pass
+        rc = chan.recv_exit_status()
+        chan.close()
+        if on_line is not None and pump.seen < len(out):
+            on_line(out[pump.seen:].decode(errors="replace"))
+        return Result(rc, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def _handshake(self, chan, err: bytearray, pump) -> None:
+        """Wait for READY, answering sudo's prompt once if it asks for a password."""
+        answered = False
+        prompt = SUDO_PROMPT.encode()
+        while READY.encode() not in err:
+            if chan.exit_status_ready() and not chan.recv_stderr_ready() and not chan.recv_ready():
+                text = err.decode(errors="replace").replace(SUDO_PROMPT, "").strip()
+                if "password is required" in text or "no password was provided" in text:
+                    raise SudoError(
+                        f"sudo on {self.hostname} needs a password for {self.user}: "
+                        f"rerun with --ask-sudo-pass (or allow NOPASSWD sudo)"
+                    )
+                if "incorrect password" in text or "Sorry, try again" in text:
+                    raise SudoError(f"sudo on {self.hostname} rejected the password for {self.user}")
+                last = text.splitlines()[-1] if text else f"exit status {chan.recv_exit_status()}"
+                raise SudoError(f"sudo on {self.hostname} failed for {self.user}: {last}")
+            pump()
+            if prompt in err:
+                if answered or self.sudo_password is None:
+                    chan.close()
+                    if answered:
+                        raise SudoError(f"sudo on {self.hostname} rejected the password for {self.user}")
+                    raise SudoError(
+                        f"sudo on {self.hostname} needs a password for {self.user}: "
+                        f"rerun with --ask-sudo-pass (or allow NOPASSWD sudo)"
+                    )
+                chan.sendall((self.sudo_password + "\n").encode())
+                answered = True
+                del err[: err.index(prompt) + len(prompt)]

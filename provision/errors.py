@@ -1,0 +1,52 @@
+"""Every failure a user can see, as one line.
+
+    ProvisionError           anything we report as one clear line and a non-zero exit
+    ├── InventoryError       a bad --host, inventory file or variable
+    ├── ConnectError         the host was not reached or did not let us in
+    │   ├── UnreachableError no SSH answer (refused, no route, timed out)
+    │   ├── AuthError        SSH authentication failed
+    │   └── HostKeyError     the host's key differs from the one in known_hosts
+    ├── SudoError            sudo refused: it needs a password, or the password is wrong
+    ├── UnsupportedHost      an OS, init system or Python we do not deploy to
+    └── StepError            a step's commands failed on the host
+
+Low-level errors (paramiko, socket, YAML) are mapped to these at one boundary each
+(connection.py, inventory.py), with ``raise ... from exc``; the tasks turn a
+ProvisionError into ``invoke.Exit`` so nobody sees a traceback.
+"""
+
+
+class ProvisionError(Exception):
+    """Raised for any failure we report to the user as one line."""
+
+
+class InventoryError(ProvisionError):
+    """Raised when --host, the inventory file or a variable in it is invalid."""
+
+
+class ConnectError(ProvisionError):
+    """Raised when a host cannot be reached or authenticated."""
+
+
+class UnreachableError(ConnectError):
+    """Raised when the SSH port does not answer in time or refuses."""
+
+
+class AuthError(ConnectError):
+    """Raised when the server rejects every key/agent identity we offered."""
+
+
+class HostKeyError(ConnectError):
+    """Raised when the host key differs from the one recorded in known_hosts."""
+
+
+class SudoError(ProvisionError):
+    """Raised when sudo needs a password we do not have, or rejects the one given."""
+
+
+class UnsupportedHost(ProvisionError):
+    """Raised when the host's OS, init system or Python is not one we deploy to."""
+
+
+class StepError(ProvisionError):
+    """Raised when a step's commands fail on the host."""

@@ -1,0 +1,165 @@
+"""Which hosts a run addresses, and the variables each one gets.
+
+Precedence, lowest first: the role's defaults, the inventory's ``all.vars``, a group's
+``vars``, the host's own variables, then command-line flags. The inventory is YAML in
+Ansible's shape::
+
+    all:
+      vars: {pypiserver_port: 8000}
+      hosts:
+        pypi1: {ssh_host: 192.168.56.10, ssh_user: vagrant}
+      children:
+        prod:
+          vars: {...}
+          hosts: {pypi2: {}, pypi3: {ssh_port: 2222}}
+
+With no --inventory we read ``inventory.yml`` if it exists, else the local throwaway
+test host's inventory (``.testhost/inventory.yml``, written by ``invoke testhost-up``),
+so a newcomer's first ``invoke deploy`` has a target.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InventoryError
+
+DEFAULT_INVENTORIES = ("inventory.yml", ".testhost/inventory.yml")
+CONNECTION_VARS = ("ssh_host", "ssh_user", "ssh_port", "ssh_key", "known_hosts")
+_HOST_RE = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^@\s:\[\]]+)(?::(?P<port>\d+))?$")
+
+
+@dataclass
+class Target:
+    """One host to address: how to reach it, and its variables."""
+
+    name: str
+    ssh_host: str
+    ssh_user: str | None = None
+    ssh_port: int | None = None
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+    vars: dict = field(default_factory=dict)
+
+
+def parse_host(spec: str, base_vars: dict | None = None) -> Target:
+    """`[USER@]HOST[:SSHPORT]` -> Target (user/port None means: ~/.ssh/config decides)."""
+    m = _HOST_RE.match(spec.strip())
+    if not m:
+        raise InventoryError(f"bad host {spec!r}: expected [USER@]HOST[:SSHPORT]")
+    host = m["host"].strip("[]")
+    port = int(m["port"]) if m["port"] else None
+    if port is not None and not 0 < port < 65536:
+        raise InventoryError(f"bad SSH port in {spec!r}")
+    vars_ = dict(base_vars or {})
+    return _target(host, {**vars_, "ssh_host": host, "ssh_user": m["user"] or vars_.get("ssh_user"),
+                          "ssh_port": port or vars_.get("ssh_port")})
+
+
+def _target(name: str, vars_: dict) -> Target:
+    port = vars_.get("ssh_port")
+    try:
+        port = int(port) if port is not None else None
+    except (TypeError, ValueError):
+        raise InventoryError(f"host {name}: ssh_port must be a number, got {port!r}") from None
+    return Target(
+        name=name,
+        ssh_host=str(vars_.get("ssh_host") or name),
+        ssh_user=vars_.get("ssh_user"),
+        ssh_port=port,
+        ssh_key=vars_.get("ssh_key"),
+        known_hosts=vars_.get("known_hosts"),
+        vars={k: v for k, v in vars_.items() if k not in CONNECTION_VARS},
+    )
+
+
+def find_inventory(path: str | None) -> Path | None:
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise InventoryError(f"inventory {path} not found")
+        return p
+    for candidate in DEFAULT_INVENTORIES:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def load(path: Path) -> dict[str, list[tuple[str, dict]]]:
+    """Parse an inventory file -> {group: [(host, merged vars)]}, 'all' included."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0]
+        raise InventoryError(f"cannot read inventory {path}: {first}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("all", {}), dict):
+        raise InventoryError(f"inventory {path}: the top level must be a mapping with 'all'")
+    groups: dict[str, list[tuple[str, dict]]] = {}
+
+    def walk(name: str, node: dict, inherited: dict) -> list[tuple[str, dict]]:
+        if not isinstance(node, dict):
+            raise InventoryError(f"inventory {path}: group {name!r} must be a mapping")
+        vars_ = {**inherited, **(node.get("vars") or {})}
+        members: list[tuple[str, dict]] = []
+        for host, hvars in (node.get("hosts") or {}).items():
+            if hvars is not None and not isinstance(hvars, dict):
+                raise InventoryError(f"inventory {path}: host {host!r} must map to variables")
+            members.append((str(host), {**vars_, **(hvars or {})}))
+        for child, cnode in (node.get("children") or {}).items():
+            members.extend(walk(str(child), cnode or {}, vars_))
+        groups[name] = members
+        return members
+
+    walk("all", data.get("all") or {}, {})
+    return groups
+
+
+def select(host_specs: list[str] | None, inventory: str | None, overrides: dict) -> list[Target]:
+    """The targets of a run: --host values (inventory names, groups or addresses), else all."""
+    path = find_inventory(inventory)
+    groups = load(path) if path else {"all": []}
+    known = {name: vars_ for name, vars_ in groups["all"]}
+    chosen: list[Target] = []
+    if not host_specs:
+        if not known:
+            raise InventoryError(
+                "no hosts: pass --host [USER@]HOST[:PORT], write inventory.yml (see "
+                "inventory.example.yml), or boot a local test host with `invoke testhost-up`"
+            )
+        specs = [name for name in known]
+    else:
+        specs = [s for spec in host_specs for s in spec.split(",") if s.strip()]
+    # a literal address inherits all.vars of a chosen inventory, not of the test host's
+    all_vars = _all_vars(path) if path and str(path) != DEFAULT_INVENTORIES[-1] else {}
+    for spec in specs:
+        if spec in groups:
+            members = groups[spec]
+        elif spec in known:
+            members = [(spec, known[spec])]
+        else:
+            chosen.append(_with_overrides(parse_host(spec, all_vars), overrides))
+            continue
+        for name, vars_ in members:
+            chosen.append(_with_overrides(_target(name, vars_), overrides))
+    seen, unique = set(), []
+    for t in chosen:
+        if t.name not in seen:
+            seen.add(t.name)
+            unique.append(t)
+    return unique
+
+
+def _all_vars(path: Path) -> dict:
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    return dict((data.get("all") or {}).get("vars") or {})
+
+
+def _with_overrides(t: Target, overrides: dict) -> Target:
+    t.vars.update({k: v for k, v in overrides.items() if v is not None})
+    return t

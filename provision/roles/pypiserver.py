@@ -1,0 +1,211 @@
+"""The pypiserver deployment, as steps.
+
+Phase 1 installs OS packages (then facts are re-gathered if it changed anything,
+because the Python it installed decides the pins); phase 2 is everything else, in
+the order an operator would do it by hand. Per-family values live in
+``provision/vars/<Family>.yml``; defaults in ``provision/defaults.yml``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shlex
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .. import wheels
+from ..errors import InventoryError, UnsupportedHost
+from ..facts import HostFacts, _vkey
+from ..steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, Restart,
+                     Service, SystemUser, Venv, Wheelhouse)
+
+HERE = Path(__file__).resolve().parent.parent
+FAMILIES = ("Debian", "RedHat")
+SUPPORTED = "Debian 11+, Ubuntu 20.04+, CentOS 7, RHEL/Rocky/Alma 8 and 9"
+RESTART = "restart pypiserver"
+HEALTH_TIMEOUT = 30
+
+
+@lru_cache(maxsize=None)
+def defaults() -> dict:
+    return yaml.safe_load((HERE / "defaults.yml").read_text())
+
+
+@lru_cache(maxsize=None)
+def family_vars(family: str) -> dict:
+    return yaml.safe_load((HERE / "vars" / f"{family}.yml").read_text())
+
+
+def templates_dir() -> Path:
+    packaged = HERE / "templates"
+    return packaged if packaged.is_dir() else HERE.parent / "templates"
+
+
+def render(name: str, **context) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    return env.get_template(name).render(**context)
+
+
+def choose_python(facts: HostFacts) -> tuple[str, str] | None:
+    """Newest interpreter on the host that we have a tested pin set for."""
+    supported = set(wheels.supported_pythons())
+    usable = [v for v in facts.pythons if v in supported]
+    if not usable:
+        return None
+    best = max(usable, key=_vkey)
+    return best, facts.pythons[best]
+
+
+class PypiserverRole:
+    name = "pypiserver"
+
+    def __init__(self, overrides: dict | None = None, diff: bool = False):
+        self.overrides = overrides or {}
+        self.diff = diff
+
+    def vars(self, target) -> dict:
+        v = {**defaults(), **target.vars, **{k: x for k, x in self.overrides.items() if x is not None}}
+        try:
+            v["pypiserver_port"] = int(v["pypiserver_port"])
+        except (TypeError, ValueError):
+            raise InventoryError(f"{target.name}: pypiserver_port must be a number") from None
+        if not 0 < v["pypiserver_port"] < 65536:
+            raise InventoryError(f"{target.name}: pypiserver_port {v['pypiserver_port']} is out of range")
+        for key in ("pypiserver_venv", "pypiserver_wheels_dir", "pypiserver_packages_dir",
+                    "pypiserver_config_dir", "pypiserver_htpasswd"):
+            path = str(v[key])
+            if not path.startswith("/") or path.rstrip("/").count("/") < 2:
+                raise InventoryError(f"{target.name}: {key} must be an absolute path two levels "
+                                     f"deep or more, got {path!r}")
+        return v
+
+    # -- steps --------------------------------------------------------------------
+    def phases(self, target):
+        v = self.vars(target)
+        user, port, venv = v["pypiserver_user"], v["pypiserver_port"], v["pypiserver_venv"]
+        fam = {f: family_vars(f) for f in FAMILIES}
+        offline = bool(v["offline"])
+
+        def wheel_files(facts):
+            chosen = choose_python(facts)
+            if not offline or chosen is None:
+                return None
+            return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch)
+
+        def pins(facts):
+            chosen = choose_python(facts)
+            return wheels.pins_for(chosen[0]) if chosen else []
+
+        def python(facts):
+            return choose_python(facts) or ("3", "python3")
+
+        def unit(facts):
+            return render("pypiserver.service.j2", user=user, venv=venv, listen=v["pypiserver_listen"],
+                          port=port, htpasswd=v["pypiserver_htpasswd"],
+                          authenticate=v["pypiserver_authenticate"],
+                          packages_dir=v["pypiserver_packages_dir"],
+                          extra_args=v["pypiserver_extra_args"], systemd=facts.systemd)
+
+        unit_path = f"/etc/systemd/system/{v['pypiserver_service']}.service"
+        packages = Packages({f: fam[f]["packages"] for f in FAMILIES},
+                            {f: fam[f]["install"] for f in FAMILIES})
+        system = [PortFree(port, v["pypiserver_service"]), packages]
+        rest = [
+            SystemUser(user, home=str(Path(v["pypiserver_packages_dir"]).parent), shells={f: fam[f]["nologin"] for f in FAMILIES}),
+            Directory(v["pypiserver_packages_dir"], user, user, 0o755),
+            Directory(v["pypiserver_config_dir"], "root", "root", 0o755),
+            Directory(str(Path(venv).parent), "root", "root", 0o755),
+        ]
+        if offline:
+            rest.append(Wheelhouse(v["pypiserver_wheels_dir"], wheel_files))
+        rest += [
+            Venv(venv, python),
+            PipRequirements(venv, pins, str(Path(venv).parent / "requirements.txt"),
+                            lambda facts: v["pypiserver_wheels_dir"] if offline else None,
+                            notify=(RESTART,)),
+            File(v["pypiserver_htpasswd"], None, "root", user, 0o640, secret=True,
+                 name=f"Ensure the htpasswd file {v['pypiserver_htpasswd']} exists (root:{user} 0640)."),
+            _Rendered(unit_path, unit, diff=self.diff, on_change=("systemctl daemon-reload",),
+                      notify=(RESTART,), name=f"Ensure the systemd unit {unit_path} is up to date."),
+            Service(v["pypiserver_service"]),
+            FirewallPort(port),
+        ]
+        return [system, rest]
+
+    def handlers(self, target):
+        return {RESTART: Restart(self.vars(target)["pypiserver_service"], RESTART)}
+
+    # -- host checks --------------------------------------------------------------
+    def check_host(self, facts: HostFacts) -> None:
+        if facts.family is None:
+            raise UnsupportedHost(f"unsupported OS {facts.os_pretty} (ID={facts.os_id}); "
+                                  f"supported: {SUPPORTED}")
+        if facts.init != "systemd":
+            raise UnsupportedHost(f"unsupported init system {facts.init or 'unknown'}: the service "
+                                  f"needs systemd")
+
+    def explain_failure(self, step, why: str) -> str:
+        if isinstance(step, Packages):
+            return f"no Python 3 obtainable through the package manager: {why}"
+        return why
+
+    # -- after the changes --------------------------------------------------------
+    def url_host(self, target, facts) -> str:
+        v = self.vars(target)
+        return v["pypiserver_url_host"] or target.ssh_host
+
+    def verify(self, target, facts, check: bool):
+        v = self.vars(target)
+        host, port = self.url_host(target, facts), v["pypiserver_port"]
+        label = f"Ensure the index answers at http://{host}:{port}/ (waitress)."
+        if choose_python(facts) is None and not check:
+            raise UnsupportedHost(f"no Python 3 obtainable on {target.name}: none of "
+                                  f"{', '.join(wheels.supported_pythons())} is installed")
+        deadline = time.monotonic() + (2 if check else HEALTH_TIMEOUT)
+        last = "no answer"
+        while True:
+            try:
+                conn = http.client.HTTPConnection(host, port, timeout=5)
+                conn.request("GET", "/", headers={"Connection": "close"})
+                resp = conn.getresponse()
+                resp.read()
+                server = resp.getheader("Server", "")
+                conn.close()
+                if resp.status == 200 and "waitress" in server.lower():
+                    return "ok", label, f"HTTP 200 from {server}"
+                last = f"HTTP {resp.status} from {server or 'unknown server'}"
+                if resp.status == 200:
+                    return "failed", label, f"answers, but not with waitress ({last})"
+            except (OSError, http.client.HTTPException) as exc:
+                last = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            if time.monotonic() > deadline:
+                if check:
+                    return "skipped", label, f"check mode: not answering yet ({last})"
+                return "failed", label, f"no healthy answer within {HEALTH_TIMEOUT} s: {last}"
+            time.sleep(0.25)
+
+    def summary(self, target, facts) -> list[str]:
+        v = self.vars(target)
+        host, port = self.url_host(target, facts), v["pypiserver_port"]
+        url = f"http://{host}:{port}/simple/"
+        return [f"index: {url}",
+                f"pip: pip install --index-url {url} --trusted-host {shlex.quote(host)} NAME"]
+
+
+class _Rendered(File):
+    """A File whose content is rendered from facts (the unit depends on systemd's version)."""
+
+    def __init__(self, path, render_fn, **kwargs):
+        super().__init__(path, b"", **kwargs)
+        self.render_fn = render_fn
+
+    def plan(self, facts, probed):
+        self.content = self.render_fn(facts).encode()
+        return super().plan(facts, probed)

@@ -1,0 +1,262 @@
+"""Runs a role on hosts: gather, plan, apply (unless --check), handlers, verify, recap.
+
+Round trips are the cost of a run, so a host sees:
+  1 exec channel  facts + every step's probe, as one sectioned script;
+  0..n channels   one tar stream per Upload (only when files are missing);
+  1 channel       every changed step's actions, as one script with per-step markers.
+A phase boundary (after OS packages, say) re-gathers facts only if that phase changed
+something, so a no-op redeploy costs one channel plus the role's HTTP health check.
+
+Hosts run in parallel threads; each runs to its end, then one recap covers all.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shlex
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .connection import Remote
+from .errors import ProvisionError, StepError
+from .facts import MARK, host_fact_commands, parse_host_facts, section_script, split_sections
+from .report import Counts, Report
+from .steps import Command, Plan, Step, Upload, WriteFile
+
+q = shlex.quote
+
+PUT_FUNCTION = r"""
+_put() {  # PATH OWNER GROUP MODE, content as base64 on stdin: temp file + rename
+  _t=$(mktemp "$(dirname "$1")/.provision.XXXXXX") || return 1
+  if base64 -d >"$_t" && chown "$2:$3" "$_t" && chmod "$4" "$_t" && mv -f "$_t" "$1"; then
+    if command -v restorecon >/dev/null 2>&1; then restorecon "$1" 2>/dev/null || :; fi
+    return 0
+  fi
+  rm -f "$_t"; return 1
+}
+"""
+
+
+@dataclass
+class Options:
+    check: bool = False
+    diff: bool = False
+    sudo_password: str | None = None
+
+
+def render_actions(actions: list) -> str:
+    """Shell for a step's Command/WriteFile actions (Uploads run on their own channel)."""
+    out = []
+    for a in actions:
+        if isinstance(a, Command):
+            out.append(a.sh)
+        elif isinstance(a, WriteFile):
+            body = base64.encodebytes(a.content).decode()
+            out.append(f"_put {q(a.path)} {q(a.owner)} {q(a.group)} {a.mode:04o} <<'__PROVISION_EOF__'\n"
+                       f"{body}__PROVISION_EOF__")
+    return "\n".join(out)
+
+
+def apply_script(changed: list[tuple[int, Plan]]) -> str:
+    parts = ["export LC_ALL=C DEBIAN_FRONTEND=noninteractive", "umask 022", PUT_FUNCTION]
+    for idx, plan in changed:
+        body = render_actions(plan.actions)
+        if not body:
+            parts.append(f"printf '\\n{MARK}done {idx} 0\\n'")
+            continue
+        parts.append(f"(\nset -e\n{body}\n) </dev/null 2>&1\n_rc=$?\n"
+                     f"printf '\\n{MARK}done {idx} %s\\n' \"$_rc\"\n"
+                     f"[ \"$_rc\" = 0 ] || exit \"$_rc\"")
+    return "\n".join(parts) + "\n"
+
+
+def upload_command(u: Upload) -> str:
+    d = q(u.dest)
+    return (f"set -e; install -d -m 0755 {d}; t=$(mktemp -d {d}/.incoming.XXXXXX); "
+            f"trap 'rm -rf \"$t\"' EXIT; tar -x -o -C \"$t\" -f -; cd \"$t\"; "
+            f"for f in *; do chown {q(u.owner)}:{q(u.group)} \"$f\"; chmod {u.mode:04o} \"$f\"; "
+            f"mv -f \"$f\" {d}/; done")
+
+
+def tar_producer(files):
+    def produce(send):
+        class Sink(io.RawIOBase):
+            def writable(self):
+                return True
+
+            def write(self, b):
+                send(bytes(b))
+                return len(b)
+
+        with tarfile.open(fileobj=Sink(), mode="w|") as tar:
+            for f in files:
+                info = tar.gettarinfo(str(f), arcname=f.name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                with open(f, "rb") as fh:
+                    tar.addfile(info, fh)
+    return produce
+
+
+class HostRun:
+    """One host through one role."""
+
+    def __init__(self, target, role, opts: Options, report: Report):
+        self.target, self.role, self.opts, self.report = target, role, opts, report
+        self.counts = Counts()
+        self.remote = Remote(target, opts.sudo_password)
+
+    def say(self, status: str, name: str, note: str = "") -> None:
+        if status in ("ok", "changed", "failed"):
+            setattr(self.counts, status, getattr(self.counts, status) + 1)
+        self.report.step(self.target.name, status, name, note)
+
+    def gather(self, steps: list[Step]):
+        sections = host_fact_commands()
+        for i, step in enumerate(steps):
+            for key, cmd in step.probes().items():
+                sections[f"{i}.{key}"] = cmd
+        res = self.remote.run_script(section_script(sections), timeout=120)
+        parsed = split_sections(res.stdout)
+        if "os_release" not in parsed:
+            raise ProvisionError(f"{self.target.name}: gathering facts failed: "
+                                 f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+        facts = parse_host_facts(parsed)
+        probed = [{k.split(".", 1)[1]: v for k, v in parsed.items() if k.startswith(f"{i}.")}
+                  for i in range(len(steps))]
+        for i, step in enumerate(steps):
+            for key in step.probes():
+                probed[i].setdefault(key, "")
+        return facts, probed
+
+    def run(self) -> Counts:
+        start = time.monotonic()
+        name = self.target.name
+        try:
+            self._run()
+        except ProvisionError as exc:
+            self.say("failed", str(exc).split("\n")[0])
+        finally:
+            for n in self.remote.notes:
+                self.report.note(name, n)
+            self.remote.close()
+            self.counts.channels = self.remote.channels
+            self.counts.seconds = time.monotonic() - start
+        return self.counts
+
+    def _run(self):
+        phases = self.role.phases(self.target)
+        handlers = self.role.handlers(self.target)
+        steps = [s for phase in phases for s in phase] + list(handlers.values())
+        facts, probed = self.gather(steps)
+        self.say("ok", "Gather facts.", facts.summary())
+        self.role.check_host(facts)
+        # handlers are planned from the state before anything changed
+        handler_plans = {}
+        base = len(steps) - len(handlers)
+        for offset, (hname, hstep) in enumerate(handlers.items()):
+            handler_plans[hname] = (hstep, hstep.plan(facts, probed[base + offset]))
+        notified: set[str] = set()
+        first = 0
+        for p, phase in enumerate(phases):
+            plans = []
+            for i, step in enumerate(phase):
+                try:
+                    plan = step.plan(facts, probed[first + i])
+                except StepError as exc:
+                    self.say("failed", step.name, str(exc))
+                    return
+                plans.append((step, plan))
+            changed = self.execute(plans)
+            if changed is None:
+                return
+            for step, plan in plans:
+                if plan.changed:
+                    notified.update(step.notify)
+            first += len(phase)
+            if changed and not self.opts.check and p < len(phases) - 1:
+                facts, probed = self.gather(steps)
+                self.role.check_host(facts)
+        todo = [(h, plan) for name, (h, plan) in handler_plans.items() if name in notified]
+        if todo and self.execute(todo) is None:
+            return
+        status, label, note = self.role.verify(self.target, facts, self.opts.check)
+        self.say(status, label, note)
+        for line in self.role.summary(self.target, facts) if status == "ok" else []:
+            self.report.note(self.target.name, line)
+
+    def execute(self, plans: list[tuple[Step, Plan]]) -> bool | None:
+        """Report ok steps, run changed ones; True if anything changed, None on failure."""
+        changed = [(i, step, plan) for i, (step, plan) in enumerate(plans) if plan.changed]
+        for step, plan in plans:
+            if not plan.changed:
+                self.say("ok", step.name, plan.note)
+            elif self.opts.check:
+                self.say("changed", step.name, plan.note + " (check mode: not done)")
+                self._diffs(plan)
+        if self.opts.check or not changed:
+            return bool(changed)
+        for i, step, plan in changed:
+            for up in (a for a in plan.actions if isinstance(a, Upload)):
+                res = self.remote.stream(upload_command(up), tar_producer(up.files))
+                if res.rc != 0:
+                    self.say("failed", step.name, _last(res.stderr or res.stdout))
+                    return None
+        script = apply_script([(i, plan) for i, _, plan in changed])
+        outputs: dict[int, list[str]] = {}
+        current: list[str] = []
+        done: dict[int, int] = {}
+
+        def on_line(line: str):
+            nonlocal current
+            if line.startswith(MARK + "done "):
+                _, idx, rc = line[len(MARK):].split()
+                outputs[int(idx)] = current
+                done[int(idx)] = int(rc)
+                current = []
+            else:
+                current.append(line)
+
+        res = self.remote.run_script(script, on_line=on_line)
+        for i, step, plan in changed:
+            if done.get(i) == 0:
+                self.say("changed", step.name, plan.note)
+                self._diffs(plan)
+            else:
+                why = _last("\n".join(outputs.get(i, current)) or res.stderr) or f"exit {res.rc}"
+                self.say("failed", step.name, self.role.explain_failure(step, why))
+                return None
+        if res.rc != 0:
+            self.say("failed", "Apply changes.", _last(res.stderr) or f"exit {res.rc}")
+            return None
+        return True
+
+    def _diffs(self, plan: Plan) -> None:
+        if not self.opts.diff:
+            return
+        for a in plan.actions:
+            if isinstance(a, WriteFile):
+                self.report.diff(self.target.name, a.path, a.old, a.content, a.secret)
+
+
+def _last(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def run(targets, role, opts: Options, report: Report | None = None) -> dict[str, Counts]:
+    report = report or Report(width=max(len(t.name) for t in targets))
+    if opts.check:
+        report.write("CHECK MODE: nothing will be changed on the hosts")
+    results: dict[str, Counts] = {}
+    if len(targets) == 1:
+        results[targets[0].name] = HostRun(targets[0], role, opts, report).run()
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(targets), 16)) as pool:
+            futures = {t.name: pool.submit(HostRun(t, role, opts, report).run) for t in targets}
+            results = {name: f.result() for name, f in futures.items()}
+    report.recap(results)
+    return results

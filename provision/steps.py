@@ -1,0 +1,389 @@
+"""Idempotent steps: each probes the host's state and plans the commands that change it.
+
+A step never touches the host itself and never decides check mode: it declares shell
+probes (gathered with the facts, in the same round trip), then `plan(facts, probed)`
+returns the actions that bring the host to the desired state. No actions means `ok`;
+some means `changed`. The runner decides whether to run them.
+
+Actions are data: `Command` (shell run as root), `WriteFile` (atomic: temp file in the
+same directory, owner and mode set, then rename) and `Upload` (files streamed as one
+tar into a directory, each appearing by rename). Tests assert on them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import StepError
+from .facts import HostFacts
+
+q = shlex.quote
+
+
+@dataclass
+class Command:
+    sh: str
+
+
+@dataclass
+class WriteFile:
+    path: str
+    content: bytes
+    owner: str = "root"
+    group: str = "root"
+    mode: int = 0o644
+    old: bytes | None = None
+    secret: bool = False
+
+
+@dataclass
+class Upload:
+    files: list[Path]
+    dest: str
+    owner: str = "root"
+    group: str = "root"
+    mode: int = 0o644
+
+
+@dataclass
+class Plan:
+    actions: list = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+
+class Step:
+    """Base: a sentence for a name, probes, and a plan."""
+
+    name = "Step"
+    notify: tuple[str, ...] = ()
+
+    def probes(self) -> dict[str, str]:
+        return {}
+
+    def plan(self, facts: HostFacts, probed: dict[str, str]) -> Plan:
+        raise NotImplementedError
+
+
+def _stat(path: str) -> str:
+    return f"stat -c '%U %G %a' {q(path)}"
+
+
+def _owner_mode_fix(path: str, current: str, owner: str, group: str, mode: int) -> list:
+    want = f"{owner} {group} {mode:o}"
+    if current.strip() == want:
+        return []
+    return [Command(f"chown {q(owner)}:{q(group)} {q(path)} && chmod {mode:04o} {q(path)}")]
+
+
+class Packages(Step):
+    """OS packages through the host's package manager; names are per-family data."""
+
+    def __init__(self, packages: dict[str, list[str]], install: dict[str, str]):
+        self.packages = packages
+        self.install = install
+        names = ", ".join(sorted({p for ps in packages.values() for p in ps}))
+        self.name = f"Ensure the OS packages are installed ({names})."
+
+    def probes(self):
+        deb = " ".join(q(p) for p in self.packages.get("Debian", []))
+        rh = " ".join(q(p) for p in self.packages.get("RedHat", []))
+        return {"pkgs": (
+            "if command -v dpkg-query >/dev/null; then "
+            f"dpkg-query -W -f='${{Package}} ${{db:Status-Status}}\\n' {deb}; "
+            f"elif command -v rpm >/dev/null; then rpm -q --qf '%{{NAME}} installed\\n' {rh}; fi"
+        )}
+
+    def plan(self, facts, probed):
+        wanted = self.packages.get(facts.family, [])
+        have = {parts[0] for parts in (line.split() for line in probed["pkgs"].splitlines())
+                if len(parts) == 2 and parts[1] == "installed"}
+        missing = [p for p in wanted if p not in have]
+        if not missing:
+            return Plan(note=f"{', '.join(wanted)} installed")
+        cmd = self.install[facts.family].format(packages=" ".join(q(p) for p in missing))
+        return Plan([Command(cmd)], f"install {', '.join(missing)}")
+
+
+class SystemUser(Step):
+    def __init__(self, user: str, home: str, shells: dict[str, str]):
+        self.user, self.home, self.shells = user, home, shells
+        self.name = f"Ensure the system user {user} exists (no login)."
+
+    def probes(self):
+        return {"passwd": f"getent passwd {q(self.user)}"}
+
+    def plan(self, facts, probed):
+        shell = self.shells.get(facts.family, "/usr/sbin/nologin")
+        fields = probed["passwd"].strip().split(":")
+        if len(fields) < 7:
+            return Plan([Command(
+                f"useradd --system --user-group --no-create-home --home-dir {q(self.home)} "
+                f"--shell {q(shell)} {q(self.user)}")], f"create {self.user}")
+        if fields[6] != shell:
+            return Plan([Command(f"usermod --shell {q(shell)} {q(self.user)}")],
+                        f"login shell {fields[6]} -> {shell}")
+        return Plan(note=f"uid {fields[2]}")
+
+
+class Directory(Step):
+    def __init__(self, path: str, owner: str = "root", group: str = "root", mode: int = 0o755):
+        self.path, self.owner, self.group, self.mode = path, owner, group, mode
+        self.name = f"Ensure the directory {path} exists ({owner}:{group} {mode:04o})."
+
+    def probes(self):
+        return {"stat": _stat(self.path)}
+
+    def plan(self, facts, probed):
+        if not probed["stat"].strip():
+            cmd = f"install -d -o {q(self.owner)} -g {q(self.group)} -m {self.mode:04o} {q(self.path)}"
+            if facts.selinux_enabled:
+                cmd += f" && restorecon -R {q(self.path)}"
+            return Plan([Command(cmd)], "create")
+        fix = _owner_mode_fix(self.path, probed["stat"], self.owner, self.group, self.mode)
+        return Plan(fix, "fix owner/mode" if fix else "")
+
+
+class File(Step):
+    """A file with exact content, or (content=None) one that must exist, content untouched."""
+
+    def __init__(self, path: str, content: bytes | str | None, owner="root", group="root",
+                 mode=0o644, secret=False, diff=False, on_change: tuple[str, ...] = (),
+                 notify: tuple[str, ...] = (), name: str | None = None):
+        self.path = path
+        self.content = content.encode() if isinstance(content, str) else content
+        self.owner, self.group, self.mode = owner, group, mode
+        self.secret, self.diff = secret, diff
+        self.on_change, self.notify = on_change, notify
+        self.name = name or f"Ensure the file {path} is up to date."
+
+    def probes(self):
+        cmd = f"{_stat(self.path)} && sha256sum < {q(self.path)}"
+        if self.diff and not self.secret and self.content is not None:
+            cmd += f" && echo __content__ && base64 < {q(self.path)}"
+        return {"file": cmd}
+
+    def plan(self, facts, probed):
+        import base64
+
+        lines = probed["file"].splitlines()
+        exists = len(lines) >= 2
+        if self.content is None:
+            if not exists:
+                return Plan([WriteFile(self.path, b"", self.owner, self.group, self.mode,
+                                       secret=self.secret)], "create empty")
+            fix = _owner_mode_fix(self.path, lines[0], self.owner, self.group, self.mode)
+            return Plan(fix, "fix owner/mode" if fix else "present, content kept")
+        want = hashlib.sha256(self.content).hexdigest()
+        if not exists or lines[1].split()[0] != want:
+            old = None
+            if "__content__" in lines:
+                old = base64.b64decode("".join(lines[lines.index("__content__") + 1:]))
+            elif exists:
+                old = None
+            actions = [WriteFile(self.path, self.content, self.owner, self.group, self.mode,
+                                 old=old if exists else b"", secret=self.secret)]
+            actions += [Command(c) for c in self.on_change]
+            return Plan(actions, "content differs" if exists else "create")
+        fix = _owner_mode_fix(self.path, lines[0], self.owner, self.group, self.mode)
+        return Plan(fix, "fix owner/mode" if fix else "")
+
+
+class Venv(Step):
+    """A virtualenv made by the chosen interpreter; rebuilt if its Python changed."""
+
+    def __init__(self, path: str, python: Callable[[HostFacts], tuple[str, str]]):
+        self.path, self.python = path, python
+        self.name = f"Ensure the virtualenv {path} exists."
+
+    def probes(self):
+        return {"cfg": f"cat {q(self.path)}/pyvenv.cfg && test -x {q(self.path)}/bin/python && echo __exe__"}
+
+    def plan(self, facts, probed):
+        version, interpreter = self.python(facts)
+        m = re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", probed["cfg"], re.M)
+        if m and m[1] == version and "__exe__" in probed["cfg"]:
+            return Plan(note=f"python {version}")
+        cmd = f"{q(interpreter)} -m venv {q(self.path)}"
+        if m or probed["cfg"].strip():
+            cmd = f"rm -rf {q(self.path)} && {cmd}"
+        why = f"python {m[1]} -> {version}" if m else f"create with python {version}"
+        return Plan([Command(cmd)], why)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class PipRequirements(Step):
+    """Exact pins installed in a venv (pip itself first: old pips cannot read new wheels)."""
+
+    def __init__(self, venv: str, pins: Callable[[HostFacts], list[str]], requirements: str,
+                 find_links: Callable[[HostFacts], str | None], notify=()):
+        self.venv, self.pins, self.requirements = venv, pins, requirements
+        self.find_links, self.notify = find_links, notify
+        self.name = f"Ensure the pinned packages are installed in {venv}."
+
+    def probes(self):
+        return {"dists": f"ls -1 {q(self.venv)}/lib/python3*/site-packages | grep -i 'dist-info$'"}
+
+    def plan(self, facts, probed):
+        pins = self.pins(facts)
+        have = {}
+        for line in probed["dists"].split():
+            m = re.match(r"(.+)-([^-]+)\.dist-info$", line)
+            if m:
+                have[canonical(m[1])] = m[2]
+        wanted = {canonical(p.split("==")[0]): p.split("==")[1] for p in pins}
+        wrong = sorted(n for n, v in wanted.items() if have.get(n) != v)
+        if not wrong:
+            return Plan(note=f"{len(wanted)} pins match")
+        py = f"{q(self.venv)}/bin/python -m pip"
+        opts = "--disable-pip-version-check --no-input -q"
+        links = self.find_links(facts)
+        if links:
+            opts += f" --no-index --find-links {q(links)}"
+        pip_pin = next((p for p in pins if canonical(p.split("==")[0]) == "pip"), None)
+        text = "".join(p + "\n" for p in pins).encode()
+        actions = [WriteFile(self.requirements, text, mode=0o644)]
+        if pip_pin and have.get("pip") != wanted["pip"]:
+            actions.append(Command(f"{py} install {opts} {q(pip_pin)}"))
+        actions.append(Command(f"{py} install {opts} -r {q(self.requirements)}"))
+        shown = ", ".join(f"{n}=={wanted[n]}" for n in wrong[:4]) + (" ..." if len(wrong) > 4 else "")
+        return Plan(actions, f"install {shown}")
+
+
+class Wheelhouse(Step):
+    """Wheels shipped from the control machine, so an offline host can install."""
+
+    def __init__(self, dest: str, files: Callable[[HostFacts], list[Path] | None]):
+        self.dest, self.files = dest, files
+        self.name = f"Ensure the wheelhouse {dest} holds the pinned wheels."
+
+    def probes(self):
+        return {"ls": f"find {q(self.dest)} -maxdepth 1 -type f -name '*.whl' -printf '%f %s\\n'"}
+
+    def plan(self, facts, probed):
+        files = self.files(facts)
+        if files is None:
+            return Plan(note="online: the host installs from its index")
+        have = dict(line.rsplit(" ", 1) for line in probed["ls"].splitlines() if " " in line)
+        missing = [f for f in files if have.get(f.name) != str(f.stat().st_size)]
+        if not missing:
+            return Plan(note=f"{len(files)} wheels present")
+        size = sum(f.stat().st_size for f in missing)
+        return Plan([Upload(missing, self.dest)], f"send {len(missing)} wheels, {size / 1e6:.1f} MB")
+
+
+class Service(Step):
+    def __init__(self, service: str):
+        self.service = service
+        self.name = f"Ensure the service {service} is enabled and running."
+
+    def probes(self):
+        s = q(self.service)
+        return {"state": f"systemctl is-enabled {s}; systemctl is-active {s}"}
+
+    def plan(self, facts, probed):
+        state = probed["state"].split()
+        enabled = state[0] if state else ""
+        active = state[1] if len(state) > 1 else ""
+        actions = []
+        if enabled != "enabled":
+            actions.append(Command(f"systemctl enable {q(self.service)}"))
+        if active != "active":
+            actions.append(Command(f"systemctl start {q(self.service)}"))
+        return Plan(actions, "enable and start" if actions else "enabled, active")
+
+
+class Restart(Step):
+    """Handler: restart a service that was already running when its inputs changed.
+
+    A service that was not running is started by its Service step with the new
+    inputs already in place, so it needs no restart.
+    """
+
+    def __init__(self, service: str, handler: str):
+        self.service, self.handler = service, handler
+        self.name = f"Restart {service} (handler: {handler})."
+
+    def probes(self):
+        return {"active": f"systemctl is-active {q(self.service)}"}
+
+    def plan(self, facts, probed):
+        if probed["active"].strip() != "active":
+            return Plan(note="was not running: started with the new configuration")
+        return Plan([Command(f"systemctl restart {q(self.service)}")], "inputs changed")
+
+
+class FirewallPort(Step):
+    """A TCP port open in firewalld, permanently and at runtime (both, or it drifts)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.name = f"Ensure firewalld allows {port}/tcp (permanent and runtime)."
+
+    def probes(self):
+        # firewall-cmd costs ~0.2 s of Python start-up per call: ask firewalld over D-Bus
+        # for the runtime state, and read the permanent zone file, when we can.
+        p = self.port
+        return {
+            "runtime": (
+                "busctl call org.fedoraproject.FirewallD1 /org/fedoraproject/FirewallD1 "
+                f"org.fedoraproject.FirewallD1.zone queryPort sss '' {p} tcp "
+                f"|| {{ firewall-cmd -q --query-port={p}/tcp && echo 'b true' || echo 'b false'; }}"
+            ),
+            "permanent": (
+                "z=$(sed -n 's/^DefaultZone=//p' /etc/firewalld/firewalld.conf); z=${z:-public}; "
+                "echo \"zone=$z\"; cat \"/etc/firewalld/zones/$z.xml\" 2>/dev/null "
+                "|| cat \"/usr/lib/firewalld/zones/$z.xml\""
+            ),
+        }
+
+    def plan(self, facts, probed):
+        if not facts.firewalld:
+            return Plan(note=f"firewalld is not running: {self.port}/tcp left to you")
+        runtime = probed["runtime"].strip() == "b true"
+        permanent = bool(re.search(
+            rf'<port\s+(?:protocol="tcp"\s+port="{self.port}"|port="{self.port}"\s+protocol="tcp")',
+            probed["permanent"]))
+        actions = []
+        if not permanent:
+            actions.append(Command(f"firewall-cmd -q --permanent --add-port={self.port}/tcp"))
+        if not runtime:
+            actions.append(Command(f"firewall-cmd -q --add-port={self.port}/tcp"))
+        return Plan(actions, "open" if actions else "open")
+
+
+class PortFree(Step):
+    """Guard: fail before changing anything if another program holds the port."""
+
+    def __init__(self, port: int, service: str):
+        self.port, self.service = port, service
+        self.name = f"Ensure port {port} is free for {service}."
+
+    def probes(self):
+        return {"ss": (f"systemctl show -p MainPID {q(self.service)}; "
+                       f"ss -ltnp 'sport = :{self.port}'")}
+
+    def plan(self, facts, probed):
+        text = probed["ss"]
+        m = re.search(r"MainPID=(\d+)", text)
+        ours = m[1] if m else "0"
+        for line in text.splitlines():
+            if not line.startswith("LISTEN"):
+                continue
+            users = re.findall(r'\("([^"]+)",pid=(\d+)', line)
+            if line.strip() and users and all(pid != ours for _, pid in users):
+                names = ", ".join(f"{n} (pid {p})" for n, p in users)
+                raise StepError(f"port {self.port} is already used by {names}: stop it or "
+                                f"choose another with --port")
+        return Plan(note="free" if ours == "0" else f"held by {self.service} (pid {ours})")
