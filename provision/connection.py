@@ -73,8 +73,14 @@ class Remote:
     def open(self) -> None:
         if self._conn is not None:
             return
+        import logging
+
         import paramiko
         from fabric import Config, Connection
+
+        # paramiko logs transport errors with tracebacks; we report them as one line
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
+        logging.getLogger("paramiko").propagate = False
 
         t = self.target
         connect_kwargs = {"banner_timeout": CONNECT_TIMEOUT, "auth_timeout": CONNECT_TIMEOUT}
