@@ -276,7 +276,7 @@ def ensure_wheelhouse(python_version: str, glibc: str, arch: str) -> list[Path]:
     if not missing:
         return [found[pin] for pin in pins]
 
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     major, minor = (int(p) for p in str(python_version).split(".")[:2])
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=folder.parent))
     try:
@@ -306,6 +306,7 @@ def ensure_wheelhouse(python_version: str, glibc: str, arch: str) -> list[Path]:
                 f"cannot download {culprit} for cp{major}{minor} {_normalise_arch(arch)} "
                 f"glibc {glibc}: {error}"
             )
+        folder.mkdir(exist_ok=True)
         for path in tmp.glob("*.whl"):
             os.replace(path, folder / path.name)
     finally:

@@ -1,0 +1,78 @@
+"""Small helpers shared by the integration tests: run our CLI, build a wheel, fetch a URL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RECAP_RE = r"^{host} ok=(\d+) changed=(\d+) failed=(\d+)$"
+
+
+def invoke(*args: str, input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `invoke ARGS` from the repository root, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, input=input,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def recap(output: str, host: str) -> tuple[int, int, int]:
+    m = re.search(RECAP_RE.format(host=re.escape(host)), output, re.M)
+    assert m, f"no recap line for {host} in:\n{output}"
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def make_wheel(folder: Path, name: str, version: str) -> Path:
+    """A minimal valid pure-Python wheel (what twine and pip accept)."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    files = {
+        f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
+        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                      f"Summary: test package\n",
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
+                                   "Tag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    files[f"{dist}.dist-info/RECORD"] = "\n".join(record) + "\n"
+    out = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(out, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return out
+
+
+def http_get(host: str, port: int, path: str, timeout: float = 5) -> tuple[int, dict, str]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def clean_env() -> dict:
+    """Environment for pip/twine that ignores this machine's pip.conf and indexes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "TWINE_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def sh(host, cmd: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Root shell inside a test host (no SSH), with text output."""
+    res = host.exec(cmd, input=input, check=check)
+    return subprocess.CompletedProcess(res.args, res.returncode,
+                                       res.stdout.decode(errors="replace"),
+                                       res.stderr.decode(errors="replace"))
