@@ -109,7 +109,7 @@ class Packages(Step):
         missing = [p for p in wanted if p not in have]
         if not missing:
             return Plan(note=f"{', '.join(wanted)} installed")
-        cmd = self.install[facts.family].format(packages=" ".join(q(p) for p in missing))
+        cmd = self.install[facts.family].replace("{packages}", " ".join(q(p) for p in missing))
         return Plan([Command(cmd)], f"install {', '.join(missing)}")
 
 

@@ -829,14 +829,18 @@ def boot_hosts(n: int = 1, prefix: str = "pt", names: list[str] | None = None) -
     return hosts
 
 
-def destroy_all() -> int:
-    """Destroy every host under CACHE_DIR/hosts (e.g. left over by a crashed run)."""
+def destroy_all(prefix: str | None = None) -> int:
+    """Destroy every host under CACHE_DIR/hosts (e.g. left over by a crashed run).
+
+    This includes hosts other processes are still using (``up``, a parallel
+    pytest): pass ``prefix`` to limit it to names starting with it.
+    """
     count = 0
     base = _hosts_dir()
     if not base.is_dir():
         return 0
     for d in sorted(base.iterdir()):
-        if not d.is_dir():
+        if not d.is_dir() or (prefix and not d.name.startswith(prefix)):
             continue
         try:
             host = TestHost.load(d.name)

@@ -1,0 +1,118 @@
+"""Steps as data: for each case, facts + probed state -> exact commands, or a no-op note."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provision import steps
+from provision.errors import StepError
+from provision.roles.pypiserver import FAMILIES, family_vars
+
+from .conftest import DATA, distro_facts
+
+FACTORIES = {
+    "packages": lambda args: steps.Packages({f: family_vars(f)["packages"] for f in FAMILIES},
+                                            {f: family_vars(f)["install"] for f in FAMILIES}),
+    "system_user": lambda args: steps.SystemUser(
+        args["user"], args["home"], {f: family_vars(f)["nologin"] for f in FAMILIES}),
+    "directory": lambda args: steps.Directory(**args),
+    "firewall_port": lambda args: steps.FirewallPort(**args),
+    "service": lambda args: steps.Service(**args),
+    "port_free": lambda args: steps.PortFree(**args),
+}
+
+
+def cases():
+    out = []
+    for path in sorted((DATA / "steps").glob("*.yml")):
+        for case in yaml.safe_load(path.read_text()):
+            out.append(pytest.param(path.stem, case, id=f"{path.stem}: {case['case']}"))
+    return out
+
+
+def shell_of(plan):
+    return [a.sh for a in plan.actions]
+
+
+@pytest.mark.parametrize("kind,case", cases())
+def test_step_case(kind, case):
+    step = FACTORIES[kind](case.get("args") or {})
+    probed = {k: "" for k in step.probes()} | case["probed"]
+    facts = distro_facts(case["facts"])
+    if "error" in case:
+        with pytest.raises(StepError, match=case["error"].replace("(", r"\(").replace(")", r"\)")):
+            step.plan(facts, probed)
+        return
+    plan = step.plan(facts, probed)
+    if "noop" in case:
+        assert not plan.changed, shell_of(plan)
+        assert plan.note == case["noop"]
+    else:
+        assert shell_of(plan) == case["commands"]
+
+
+def test_every_factory_has_cases():
+    assert {p.stem for p in (DATA / "steps").glob("*.yml")} == set(FACTORIES)
+
+
+def test_file_step_plans_atomic_write_then_reload_and_diff():
+    f = steps.File("/etc/systemd/system/x.service", "new\n", on_change=("systemctl daemon-reload",),
+                   diff=True)
+    probe = f.probes()["file"]
+    assert "base64 <" in probe  # old content fetched in the same round trip for --diff
+    import base64
+    old = base64.b64encode(b"old\n").decode()
+    plan = f.plan(distro_facts("debian-12"),
+                  {"file": f"root root 644\n{'0' * 64}  -\n__content__\n{old}"})
+    write, reload = plan.actions
+    assert isinstance(write, steps.WriteFile) and write.content == b"new\n" and write.old == b"old\n"
+    assert reload.sh == "systemctl daemon-reload"
+    import hashlib
+    same = hashlib.sha256(b"new\n").hexdigest()
+    assert not f.plan(distro_facts("debian-12"), {"file": f"root root 644\n{same}  -"}).changed
+
+
+def test_secret_file_content_is_never_probed_and_kept():
+    f = steps.File("/etc/pypiserver/htpasswd", None, "root", "pypi", 0o640, secret=True, diff=True)
+    assert "base64" not in f.probes()["file"]
+    kept = f.plan(distro_facts("debian-12"), {"file": "root pypi 640\n" + "a" * 64 + "  -"})
+    assert not kept.changed and kept.note == "present, content kept"
+    created = f.plan(distro_facts("debian-12"), {"file": ""})
+    (write,) = created.actions
+    assert (write.content, write.owner, write.group, write.mode) == (b"", "root", "pypi", 0o640)
+
+
+def test_venv_rebuilt_when_python_changes():
+    v = steps.Venv("/opt/pypiserver/venv", lambda facts: ("3.11", "/usr/bin/python3.11"))
+    fresh = v.plan(distro_facts("debian-12"), {"cfg": ""})
+    assert shell_of(fresh) == ["/usr/bin/python3.11 -m venv /opt/pypiserver/venv"]
+    old = v.plan(distro_facts("debian-12"), {"cfg": "home = /usr/bin\nversion = 3.9.2\n__exe__"})
+    assert shell_of(old) == ["rm -rf /opt/pypiserver/venv && /usr/bin/python3.11 -m venv /opt/pypiserver/venv"]
+    ok = v.plan(distro_facts("debian-12"), {"cfg": "home = /usr/bin\nversion = 3.11.2\n__exe__"})
+    assert not ok.changed
+
+
+def test_pip_requirements_upgrade_pip_first_offline():
+    pins = ["bcrypt==4.0.1", "pip==21.3.1", "pypiserver==2.0.1"]
+    p = steps.PipRequirements("/opt/pypiserver/venv", lambda f: pins, "/opt/pypiserver/requirements.txt",
+                              lambda f: "/opt/pypiserver/wheels")
+    plan = p.plan(distro_facts("centos-7"), {"dists": "pip-9.0.3.dist-info\nsetuptools-39.0.1.dist-info"})
+    write, pip, rest = plan.actions
+    assert write.path == "/opt/pypiserver/requirements.txt" and write.content.decode().splitlines() == pins
+    opts = "--disable-pip-version-check --no-input -q --no-index --find-links /opt/pypiserver/wheels"
+    assert pip.sh == f"/opt/pypiserver/venv/bin/python -m pip install {opts} pip==21.3.1"
+    assert rest.sh == f"/opt/pypiserver/venv/bin/python -m pip install {opts} -r /opt/pypiserver/requirements.txt"
+    done = "bcrypt-4.0.1.dist-info\npip-21.3.1.dist-info\npypiserver-2.0.1.dist-info"
+    assert not p.plan(distro_facts("centos-7"), {"dists": done}).changed
+
+
+def test_wheelhouse_sends_only_missing_or_different(tmp_path):
+    a, b = tmp_path / "a-1-py3-none-any.whl", tmp_path / "b-1-py3-none-any.whl"
+    a.write_bytes(b"x" * 10)
+    b.write_bytes(b"y" * 20)
+    w = steps.Wheelhouse("/opt/pypiserver/wheels", lambda f: [a, b])
+    plan = w.plan(distro_facts("debian-12"), {"ls": f"{a.name} 10\n{b.name} 19"})
+    (up,) = plan.actions
+    assert up.files == [b] and up.dest == "/opt/pypiserver/wheels"
+    assert not w.plan(distro_facts("debian-12"), {"ls": f"{a.name} 10\n{b.name} 20"}).changed
