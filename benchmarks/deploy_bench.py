@@ -340,32 +340,39 @@ class Pyinfra(Tool):
                  self.host.address, "deploy.py"], env, d)
 
     def judge(self, out, rc):
-        # pyinfra 3.x: the results table has one row per host:
-        #   "10.213.3.2   <ops>   <changed>   <errors>" under "--> Results:" ; and per-op lines
-        # say "[host] Success" / "[host] No changes". Judge by the table.
+        # pyinfra 3.x ends with a results table, one row per operation plus a total:
+        #   Operation   Hosts   Success   Error   No Change
+        #   Grand total 12      -         -       12
+        # "Success" counts operations that ran commands (= changes), "-" means 0.
         m = re.search(r"^--> Results:?\s*$(.*)", out, re.M | re.S)
-        row = None
-        if m:
-            for line in m.group(1).splitlines():
-                if line.strip().startswith(self.host.address):
-                    row = line.strip()
-                    break
-        if row is None:
-            return False, f"no results row (rc {rc})"
-        nums = [int(x) for x in re.findall(r"\b\d+\b", row.split(None, 1)[1])]
-        # columns: Operations, Change, Errors  (pyinfra 3.x)
-        if len(nums) < 3:
-            return False, f"unparsed results row: {row!r}"
-        changed, errors = nums[-2], nums[-1]
-        return (rc == 0 and changed == 0 and errors == 0), "results: " + re.sub(r"\s+", " ", row)
+        if not m:
+            return False, f"no '--> Results' table (rc {rc})"
+        lines = [l.strip() for l in m.group(1).splitlines() if l.strip()]
+        head = next((l for l in lines if l.startswith("Operation")), None)
+        total = next((l for l in lines if l.startswith("Grand total")), None)
+        if not head or not total:
+            return False, f"no header/Grand total row (rc {rc})"
+        cols = dict(zip(re.split(r"\s{2,}", head), re.split(r"\s{2,}", total)))
+
+        def num(k):
+            v = cols.get(k, "?")
+            return 0 if v == "-" else int(v) if v.isdigit() else -1
+        changed, errors = num("Success"), num("Error")
+        detail = "Grand total: " + ", ".join(f"{k}={v}" for k, v in cols.items() if k != "Operation")
+        return (rc == 0 and changed == 0 and errors == 0), detail
 
 
 class Floor(Tool):
     name = "floor"
 
     def setup(self) -> None:
+        # expected.py reads "<its dir>/../ansible/templates/...": placed at the anchors' top
+        # level (as shipped) that resolves outside the tree, so run a copy from a subdir.
+        exp = self.peers.anchors / "floor/expected.py"
+        exp.parent.mkdir(exist_ok=True)
+        shutil.copy(self.peers.anchors / "expected.py", exp)
         env = dict(os.environ, ANCHOR_WHEELS=str(self.peers.wheels))
-        p = sh([str(self.peers.bin / "python"), str(self.peers.anchors / "expected.py")], env=env)
+        p = sh([str(self.peers.bin / "python"), str(exp)], env=env)
         if p.returncode != 0:
             raise RuntimeError(f"expected.py failed: {last_line(p)}")
         self.args = p.stdout.split()
@@ -410,7 +417,7 @@ def print_report(res: dict, skipped: dict[str, str], runs: int) -> bool:
              "ssh conns (no-op)", "fresh exec/sftp")]
     for t in TOOLS:
         if t in skipped:
-            rows.append((LABELS[t], f"skipped: {skipped[t]}", "", "", "", "", ""))
+            rows.append((LABELS[t], "skipped", "", "", "", "", ""))
             continue
         if t not in res:
             continue
@@ -442,6 +449,9 @@ def print_report(res: dict, skipped: dict[str, str], runs: int) -> bool:
     def ratio(a, b):
         return None if a is None or b is None or b == 0 else a / b
 
+    for t in TOOLS:
+        if t in skipped:
+            print(f"  {t} skipped: {skipped[t]}")
     print()
     print("Ratios:")
     ratios = {

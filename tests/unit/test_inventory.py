@@ -1,0 +1,79 @@
+"""Host selection: --host forms, inventory groups, variable precedence, clear errors."""
+
+import pytest
+
+from provision.errors import InventoryError
+from provision.inventory import parse_host, select
+
+INVENTORY = """
+all:
+  vars: {pypiserver_port: 8000, known_hosts: /tmp/kh}
+  hosts:
+    pypi1: {ssh_host: 192.0.2.10, ssh_user: vagrant}
+  children:
+    prod:
+      vars: {pypiserver_port: 9000}
+      hosts:
+        pypi2: {}
+        pypi3: {ssh_port: 2222, pypiserver_port: 9100}
+"""
+
+
+@pytest.fixture
+def inv(tmp_path):
+    p = tmp_path / "inventory.yml"
+    p.write_text(INVENTORY)
+    return str(p)
+
+
+@pytest.mark.parametrize("spec,user,host,port", [
+    ("192.168.0.105", None, "192.168.0.105", None),
+    ("vagrant@192.168.56.10:2222", "vagrant", "192.168.56.10", 2222),
+    ("root@pypi.example.org", "root", "pypi.example.org", None),
+    ("deploy@[2001:db8::1]:22", "deploy", "2001:db8::1", 22),
+])
+def test_parse_host(spec, user, host, port):
+    t = parse_host(spec)
+    assert (t.ssh_user, t.ssh_host, t.ssh_port) == (user, host, port)
+
+
+@pytest.mark.parametrize("spec", ["", "a@b@c", "host:port", "host:70000", "user@", "two words"])
+def test_bad_host_specs(spec):
+    with pytest.raises(InventoryError):
+        parse_host(spec)
+
+
+def test_groups_and_precedence(inv):
+    targets = {t.name: t for t in select(None, inv, {})}
+    assert list(targets) == ["pypi1", "pypi2", "pypi3"]
+    assert targets["pypi1"].ssh_user == "vagrant" and targets["pypi1"].ssh_host == "192.0.2.10"
+    assert targets["pypi1"].vars["pypiserver_port"] == 8000
+    assert targets["pypi2"].vars["pypiserver_port"] == 9000
+    assert targets["pypi3"].vars["pypiserver_port"] == 9100 and targets["pypi3"].ssh_port == 2222
+    assert targets["pypi3"].known_hosts == "/tmp/kh"
+    flagged = select(["prod"], inv, {"pypiserver_port": 8080})
+    assert [t.name for t in flagged] == ["pypi2", "pypi3"]
+    assert {t.vars["pypiserver_port"] for t in flagged} == {8080}  # the flag wins
+
+
+def test_literal_host_inherits_all_vars_of_a_chosen_inventory(inv):
+    (t,) = select(["root@198.51.100.7"], inv, {})
+    assert t.known_hosts == "/tmp/kh" and t.ssh_user == "root"
+
+
+def test_no_hosts_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InventoryError, match="no hosts: pass --host"):
+        select(None, None, {})
+
+
+@pytest.mark.parametrize("text,error", [
+    ("all: [1, 2\n", "cannot read inventory"),
+    ("- a\n- b\n", "top level must be a mapping"),
+    ("all:\n  hosts:\n    h: 3\n", "must map to variables"),
+])
+def test_bad_inventories(tmp_path, text, error):
+    p = tmp_path / "inv.yml"
+    p.write_text(text)
+    with pytest.raises(InventoryError, match=error):
+        select(None, str(p), {})

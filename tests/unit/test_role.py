@@ -1,0 +1,104 @@
+"""The pypiserver role planned against a fresh host of each distro: the exact plan, as data."""
+
+import pytest
+
+from provision.inventory import Target
+from provision.roles.pypiserver import PypiserverRole, render
+from provision.steps import Command, WriteFile
+
+from .conftest import distro_facts
+
+
+def fresh_plan(distro, **vars_):
+    role = PypiserverRole()
+    target = Target(name="h", ssh_host="192.0.2.10", vars=vars_)
+    facts = distro_facts(distro)
+    out = []
+    for phase in role.phases(target):
+        for step in phase:
+            plan = step.plan(facts, {k: "" for k in step.probes()} | {"ss": "MainPID=0"})
+            out.append((step, plan))
+    return out
+
+
+def commands(plan):
+    return [a.sh for _, p in plan for a in p.actions if isinstance(a, Command)]
+
+
+def written(plan):
+    return {a.path: a for _, p in plan for a in p.actions if isinstance(a, WriteFile)}
+
+
+@pytest.mark.parametrize("distro,python,pip_pin,installer", [
+    ("centos-7", "/usr/bin/python3.6", "pip==21.3.1", "yum install -y -q python3"),
+    ("rocky-8", "/usr/bin/python3.11", "pip==26.3", "yum install -y -q python3"),
+    ("rocky-9", "/usr/bin/python3.9", "pip==26.0.1", "yum install -y -q python3"),
+    ("debian-12", "/usr/bin/python3.11", "pip==26.3", "apt-get install -y -q --no-install-recommends python3 python3-venv"),
+])
+def test_fresh_host_plan_per_distro(distro, python, pip_pin, installer):
+    plan = fresh_plan(distro)
+    cmds = commands(plan)
+    assert cmds[0].startswith(installer)
+    assert f"{python} -m venv /opt/pypiserver/venv" in cmds
+    pip = "/opt/pypiserver/venv/bin/python -m pip install --disable-pip-version-check --no-input -q"
+    assert f"{pip} {pip_pin}" in cmds
+    assert f"{pip} -r /opt/pypiserver/requirements.txt" in cmds
+    files = written(plan)
+    assert (files["/etc/pypiserver/htpasswd"].owner, files["/etc/pypiserver/htpasswd"].group,
+            files["/etc/pypiserver/htpasswd"].mode) == ("root", "pypi", 0o640)
+    assert "systemctl daemon-reload" in cmds
+    service = ["systemctl enable pypiserver", "systemctl start pypiserver"]
+    firewall = ["firewall-cmd -q --permanent --add-port=8000/tcp", "firewall-cmd -q --add-port=8000/tcp"]
+    # rocky-9's data has firewalld stopped: the port is left alone, with a note
+    assert cmds[-4:] == service + firewall if distro_facts(distro).firewalld else cmds[-2:] == service
+
+
+def test_unit_hardening_follows_systemd_version():
+    old = render("pypiserver.service.j2", user="pypi", venv="/v", listen="0.0.0.0", port=8000,
+                 htpasswd="/h", authenticate="update", packages_dir="/p", extra_args="", systemd=219)
+    new = render("pypiserver.service.j2", user="pypi", venv="/v", listen="0.0.0.0", port=8000,
+                 htpasswd="/h", authenticate="update", packages_dir="/p", extra_args="", systemd=252)
+    assert old.startswith("# Managed by provision")
+    assert "ProtectSystem=full" in old and "strict" not in old and "RestrictSUIDSGID" not in old
+    assert "ProtectSystem=strict\nReadWritePaths=/p\n" in new and "RestrictSUIDSGID=yes" in new
+    exec_line = next(l for l in new.splitlines() if l.startswith("ExecStart="))
+    assert exec_line == ("ExecStart=/v/bin/pypi-server run --host 0.0.0.0 --port 8000 --passwords /h "
+                         "--authenticate update --server auto --backend cached-dir /p")
+
+
+def test_port_flag_changes_unit_and_firewall():
+    plan = fresh_plan("debian-12", pypiserver_port=8080)
+    assert "firewall-cmd -q --add-port=8080/tcp" in commands(plan)
+    unit = written(plan)["/etc/systemd/system/pypiserver.service"].content.decode()
+    assert "--port 8080" in unit
+
+
+def test_offline_adds_the_wheelhouse_and_find_links(monkeypatch, tmp_path):
+    from provision import wheels
+
+    wheel = tmp_path / "x-1-py3-none-any.whl"
+    wheel.write_bytes(b"w")
+    monkeypatch.setattr(wheels, "ensure_wheelhouse", lambda py, glibc, arch: [wheel])
+    plan = fresh_plan("centos-7", offline=True)
+    uploads = [a for _, p in plan for a in p.actions if type(a).__name__ == "Upload"]
+    assert uploads and uploads[0].files == [wheel] and uploads[0].dest == "/opt/pypiserver/wheels"
+    assert any("--no-index --find-links /opt/pypiserver/wheels" in c for c in commands(plan))
+
+
+@pytest.mark.parametrize("distro,error", [
+    ("alpine", "unsupported OS Alpine Linux v3.20 (ID=alpine)"),
+])
+def test_unsupported_hosts_are_refused(distro, error):
+    from provision.errors import UnsupportedHost
+
+    with pytest.raises(UnsupportedHost, match=error.replace("(", r"\(").replace(")", r"\)")):
+        PypiserverRole().check_host(distro_facts(distro))
+
+
+@pytest.mark.parametrize("bad", [{"pypiserver_port": "http"}, {"pypiserver_port": 70000},
+                                 {"pypiserver_venv": "/"}, {"pypiserver_packages_dir": "relative/dir"}])
+def test_bad_variables_are_refused(bad):
+    from provision.errors import InventoryError
+
+    with pytest.raises(InventoryError):
+        PypiserverRole().vars(Target(name="h", ssh_host="h", vars=bad))
