@@ -42,6 +42,8 @@ class Target:
     ssh_key: str | None = None
     known_hosts: str | None = None
     vars: dict = field(default_factory=dict)
+    # what ~/.ssh/config resolved ssh_host to (HostName), once connected
+    resolved_host: str | None = None
 
 
 def parse_host(spec: str, base_vars: dict | None = None) -> Target:

@@ -125,6 +125,7 @@ class HostRun:
             raise ProvisionError(f"{self.target.name}: gathering facts failed: "
                                  f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
         facts = parse_host_facts(parsed)
+        self.target.resolved_host = self.remote.hostname
         probed = [{k.split(".", 1)[1]: v for k, v in parsed.items() if k.startswith(f"{i}.")}
                   for i in range(len(steps))]
         for i, step in enumerate(steps):
@@ -180,6 +181,7 @@ class HostRun:
             if changed and not self.opts.check and p < len(phases) - 1:
                 facts, probed = self.gather(steps)
                 self.role.check_host(facts)
+            self.role.after_phase(p, facts, self.opts.check)
         todo = [(h, plan) for name, (h, plan) in handler_plans.items() if name in notified]
         if todo and self.execute(todo) is None:
             return
@@ -206,6 +208,7 @@ class HostRun:
                     self.say("failed", step.name, _last(res.stderr or res.stdout))
                     return None
         script = apply_script([(i, plan) for i, _, plan in changed])
+        by_index = {i: (step, plan) for i, step, plan in changed}
         outputs: dict[int, list[str]] = {}
         current: list[str] = []
         done: dict[int, int] = {}
@@ -217,15 +220,16 @@ class HostRun:
                 outputs[int(idx)] = current
                 done[int(idx)] = int(rc)
                 current = []
+                if rc == "0":  # report as it happens: a fresh deploy takes seconds
+                    step, plan = by_index[int(idx)]
+                    self.say("changed", step.name, plan.note)
+                    self._diffs(plan)
             else:
                 current.append(line)
 
         res = self.remote.run_script(script, on_line=on_line)
         for i, step, plan in changed:
-            if done.get(i) == 0:
-                self.say("changed", step.name, plan.note)
-                self._diffs(plan)
-            else:
+            if done.get(i) != 0:
                 why = _last("\n".join(outputs.get(i, current)) or res.stderr) or f"exit {res.rc}"
                 self.say("failed", step.name, self.role.explain_failure(step, why))
                 return None

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .. import wheels
-from ..errors import InventoryError, UnsupportedHost
+from ..errors import InventoryError, StepError, UnsupportedHost
 from ..facts import HostFacts, _vkey
 from ..steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, Restart,
                      Service, SystemUser, Venv, Wheelhouse)
@@ -53,14 +53,23 @@ def render(name: str, **context) -> str:
     return env.get_template(name).render(**context)
 
 
-def choose_python(facts: HostFacts) -> tuple[str, str] | None:
-    """Newest interpreter on the host that we have a tested pin set for."""
+def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | None:
+    """Newest interpreter on the host that we have a tested pin set for.
+
+    With `predict`, a host without one yet gets the python3 its OS package will install
+    (from vars/<Family>.yml), so --check can show the venv and pins a deploy would make.
+    """
     supported = set(wheels.supported_pythons())
     usable = [v for v in facts.pythons if v in supported]
-    if not usable:
-        return None
-    best = max(usable, key=_vkey)
-    return best, facts.pythons[best]
+    if usable:
+        best = max(usable, key=_vkey)
+        return best, facts.pythons[best]
+    if predict and facts.family:
+        by_release = family_vars(facts.family).get("python_by_release", {})
+        version = by_release.get(facts.os.get("VERSION_ID", "")) or by_release.get(facts.os_major)
+        if version in supported:
+            return version, f"/usr/bin/python{version}"
+    return None
 
 
 class PypiserverRole:
@@ -94,17 +103,20 @@ class PypiserverRole:
         offline = bool(v["offline"])
 
         def wheel_files(facts):
-            chosen = choose_python(facts)
+            chosen = choose_python(facts, predict=True)
             if not offline or chosen is None:
                 return None
-            return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch)
+            try:
+                return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch)
+            except wheels.WheelhouseError as exc:
+                raise StepError(f"cannot prepare the offline wheels: {exc}") from exc
 
         def pins(facts):
-            chosen = choose_python(facts)
+            chosen = choose_python(facts, predict=True)
             return wheels.pins_for(chosen[0]) if chosen else []
 
         def python(facts):
-            return choose_python(facts) or ("3", "python3")
+            return choose_python(facts, predict=True) or ("3", "python3")
 
         def unit(facts):
             return render("pypiserver.service.j2", user=user, venv=venv, listen=v["pypiserver_listen"],
@@ -151,6 +163,13 @@ class PypiserverRole:
             raise UnsupportedHost(f"unsupported init system {facts.init or 'unknown'}: the service "
                                   f"needs systemd")
 
+    def after_phase(self, phase: int, facts: HostFacts, check: bool) -> None:
+        """After the OS packages: a usable Python must be there (or, in check mode, predicted)."""
+        if phase == 0 and choose_python(facts, predict=check) is None:
+            have = ", ".join(sorted(facts.pythons, key=_vkey)) or "none"
+            raise UnsupportedHost(f"no Python 3 obtainable on this host: installed {have}; "
+                                  f"supported {', '.join(wheels.supported_pythons())}")
+
     def explain_failure(self, step, why: str) -> str:
         if isinstance(step, Packages):
             return f"no Python 3 obtainable through the package manager: {why}"
@@ -159,15 +178,12 @@ class PypiserverRole:
     # -- after the changes --------------------------------------------------------
     def url_host(self, target, facts) -> str:
         v = self.vars(target)
-        return v["pypiserver_url_host"] or target.ssh_host
+        return v["pypiserver_url_host"] or target.resolved_host or target.ssh_host
 
     def verify(self, target, facts, check: bool):
         v = self.vars(target)
         host, port = self.url_host(target, facts), v["pypiserver_port"]
         label = f"Ensure the index answers at http://{host}:{port}/ (waitress)."
-        if choose_python(facts) is None and not check:
-            raise UnsupportedHost(f"no Python 3 obtainable on {target.name}: none of "
-                                  f"{', '.join(wheels.supported_pythons())} is installed")
         deadline = time.monotonic() + (0 if check else HEALTH_TIMEOUT)
         last = "no answer"
         while True:

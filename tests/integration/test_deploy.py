@@ -193,3 +193,14 @@ def test_check_on_fresh_host_changes_nothing(hosts, inventory):
                       "firewall-cmd --permanent --list-ports").stdout
     assert after == before
     assert sh(host, "getent passwd pypi", check=False).returncode != 0
+
+
+def test_inventory_hosts_deploy_in_parallel_with_a_recap_each(hosts, inventory, deployed):
+    """No --host: every inventory host, in parallel; the deployed one is a no-op."""
+    res = invoke("deploy", "--inventory", str(inventory))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert recap(res.stdout, hosts[0].name)[1:] == (0, 0)
+    assert recap(res.stdout, hosts[1].name)[1] >= 8
+    status, headers, _ = http_get(hosts[1].address, PORT, "/")
+    assert status == 200 and "waitress" in headers["Server"]
+    assert res.stdout.index("RECAP") > max(res.stdout.rindex(f"{h.name}  ") for h in hosts)
