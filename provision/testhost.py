@@ -664,6 +664,10 @@ class TestHost:
         self._prepare_root()
         if first:
             self._forget_known_host()
+        return self._start_and_wait("boot", t0)
+
+    def _start_and_wait(self, what: str, t0: float) -> "TestHost":
+        """Start nspawn on the prepared root, wire the link, wait for sshd (or stop it)."""
         deadline = time.monotonic() + BOOT_TIMEOUT
         self._start()
         try:
@@ -672,7 +676,7 @@ class TestHost:
         except BaseException:
             self._stop(timeout=5)
             raise
-        self.timings["boot"] = round(time.monotonic() - t0, 3)
+        self.timings[what] = round(time.monotonic() - t0, 3)
         self._save()
         return self
 
@@ -710,18 +714,8 @@ class TestHost:
             raise TestHostError(f"{self.name}: nspawn exited {rc} instead of {REBOOT_EXIT_STATUS} "
                                 f"on reboot; console: {_tail(self.console_log)}")
         self._proc = None
-        deadline = time.monotonic() + BOOT_TIMEOUT
         self._prepare_root()
-        self._start()
-        try:
-            self._configure_link(deadline)
-            self._wait_ssh(deadline)
-        except BaseException:
-            self._stop(timeout=5)
-            raise
-        self.timings["reboot"] = round(time.monotonic() - t0, 3)
-        self._save()
-        return self
+        return self._start_and_wait("reboot", t0)
 
     # -- teardown --------------------------------------------------------------
     def _stop(self, timeout: float = STOP_TIMEOUT) -> None:
