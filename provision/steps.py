@@ -247,7 +247,9 @@ class PipRequirements(Step):
         if not wrong:
             return Plan(note=f"{len(wanted)} pins match")
         py = f"{q(self.venv)}/bin/python -m pip"
-        opts = "--disable-pip-version-check --no-input -q"
+        # wheels only: every pin has one (checked per Python); a source build would need a
+        # compiler on the server and fail late and obscurely
+        opts = "--disable-pip-version-check --no-input -q --only-binary=:all:"
         links = self.find_links(facts)
         if links:
             opts += f" --no-index --find-links {q(links)}"

@@ -40,7 +40,7 @@ def test_fresh_host_plan_per_distro(distro, python, pip_pin, installer):
     cmds = commands(plan)
     assert cmds[0].startswith(installer)
     assert f"{python} -m venv /opt/pypiserver/venv" in cmds
-    pip = "/opt/pypiserver/venv/bin/python -m pip install --disable-pip-version-check --no-input -q"
+    pip = "/opt/pypiserver/venv/bin/python -m pip install --disable-pip-version-check --no-input -q --only-binary=:all:"
     assert f"{pip} {pip_pin}" in cmds
     assert f"{pip} -r /opt/pypiserver/requirements.txt" in cmds
     files = written(plan)

@@ -100,7 +100,7 @@ def test_pip_requirements_upgrade_pip_first_offline():
     plan = p.plan(distro_facts("centos-7"), {"dists": "pip-9.0.3.dist-info\nsetuptools-39.0.1.dist-info"})
     write, pip, rest = plan.actions
     assert write.path == "/opt/pypiserver/requirements.txt" and write.content.decode().splitlines() == pins
-    opts = "--disable-pip-version-check --no-input -q --no-index --find-links /opt/pypiserver/wheels"
+    opts = "--disable-pip-version-check --no-input -q --only-binary=:all: --no-index --find-links /opt/pypiserver/wheels"
     assert pip.sh == f"/opt/pypiserver/venv/bin/python -m pip install {opts} pip==21.3.1"
     assert rest.sh == f"/opt/pypiserver/venv/bin/python -m pip install {opts} -r /opt/pypiserver/requirements.txt"
     done = "bcrypt-4.0.1.dist-info\npip-21.3.1.dist-info\npypiserver-2.0.1.dist-info"
