@@ -362,7 +362,8 @@ class FirewallPort(Step):
             actions.append(Command(f"firewall-cmd -q --permanent --add-port={self.port}/tcp"))
         if not runtime:
             actions.append(Command(f"firewall-cmd -q --add-port={self.port}/tcp"))
-        return Plan(actions, "open" if actions else "open")
+        missing = [w for w, have in (("permanent", permanent), ("runtime", runtime)) if not have]
+        return Plan(actions, f"open {' and '.join(missing)}" if actions else "open")
 
 
 class PortFree(Step):
