@@ -162,6 +162,14 @@ class Remote:
 
     def _exec(self, inner: str, data, on_line=None, timeout=None) -> Result:
         self.open()
+        import paramiko
+
+        try:
+            return self._exec_on_channel(inner, data, on_line, timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise ConnectError(f"connection to {self.hostname} lost: {exc or type(exc).__name__}") from exc
+
+    def _exec_on_channel(self, inner: str, data, on_line, timeout) -> Result:
         transport = self._conn.transport
         try:
             chan = transport.open_session(timeout=CONNECT_TIMEOUT)
@@ -223,6 +231,9 @@ class Remote:
                         f"sudo on {self.hostname} needs a password for {self.user}: "
                         f"rerun with --ask-sudo-pass (or allow NOPASSWD sudo)"
                     )
+                if "must have a tty" in text:
+                    raise SudoError(f"sudo on {self.hostname} requires a tty for {self.user} "
+                                    f"(Defaults requiretty): remove that for this user")
                 if "incorrect password" in text or "Sorry, try again" in text:
                     raise SudoError(f"sudo on {self.hostname} rejected the password for {self.user}")
                 last = text.splitlines()[-1] if text else f"exit status {chan.recv_exit_status()}"

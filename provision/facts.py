@@ -87,6 +87,17 @@ class Pythons(Fact):
         return found
 
 
+class DefaultPython(Fact):
+    """Version of the distro's own python3 ('3.11'), which its python3-venv package serves."""
+
+    command = "readlink -f /usr/bin/python3"
+
+    @staticmethod
+    def process(text: str) -> str:
+        m = re.search(r"python(3\.\d+)$", text.strip())
+        return m[1] if m else ""
+
+
 class SystemdVersion(Fact):
     command = "systemctl --version | head -n1"
 
@@ -124,6 +135,7 @@ class Glibc(Fact):
 HOST_FACTS: dict[str, tuple[str, type[Fact]]] = {
     "os_release": (OsRelease.command, OsRelease),
     "pythons": (Pythons.command, Pythons),
+    "python_default": (DefaultPython.command, DefaultPython),
     "init": ("cat /proc/1/comm", Fact),
     "systemd": (SystemdVersion.command, SystemdVersion),
     "selinux": (Selinux.command, Selinux),
@@ -140,6 +152,7 @@ class HostFacts:
 
     os: dict = field(default_factory=dict)
     pythons: dict = field(default_factory=dict)
+    python_default: str = ""
     init: str = ""
     systemd: int = 0
     selinux: str = "absent"
@@ -186,7 +199,8 @@ def _vkey(v: str) -> tuple:
 def parse_host_facts(sections: dict[str, str]) -> HostFacts:
     values = {key: parser.process(sections.get(key, "")) for key, (_, parser) in HOST_FACTS.items()}
     return HostFacts(
-        os=values["os_release"], pythons=values["pythons"], init=values["init"],
+        os=values["os_release"], pythons=values["pythons"],
+        python_default=values["python_default"], init=values["init"],
         systemd=values["systemd"], selinux=values["selinux"], firewalld=values["firewalld"],
         glibc=values["glibc"], arch=values["arch"], raw=sections,
     )

@@ -105,6 +105,9 @@ def load(path: Path) -> dict[str, list[tuple[str, dict]]]:
     def walk(name: str, node: dict, inherited: dict) -> list[tuple[str, dict]]:
         if not isinstance(node, dict):
             raise InventoryError(f"inventory {path}: group {name!r} must be a mapping")
+        for key in ("vars", "hosts", "children"):
+            if not isinstance(node.get(key) or {}, dict):
+                raise InventoryError(f"inventory {path}: {key} of group {name!r} must be a mapping")
         vars_ = {**inherited, **(node.get("vars") or {})}
         members: list[tuple[str, dict]] = []
         for host, hvars in (node.get("hosts") or {}).items():

@@ -124,7 +124,7 @@ class HostRun:
         if "os_release" not in parsed:
             raise ProvisionError(f"{self.target.name}: gathering facts failed: "
                                  f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
-        facts = parse_host_facts(parsed)
+        facts = self.facts = parse_host_facts(parsed)
         self.target.resolved_host = self.remote.hostname
         probed = [{k.split(".", 1)[1]: v for k, v in parsed.items() if k.startswith(f"{i}.")}
                   for i in range(len(steps))]
@@ -140,6 +140,8 @@ class HostRun:
             self._run()
         except ProvisionError as exc:
             self.say("failed", str(exc).split("\n")[0])
+        except Exception as exc:  # one host's surprise must not cost the others their recap
+            self.say("failed", f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         finally:
             for n in self.remote.notes:
                 self.report.note(name, n)
@@ -157,10 +159,13 @@ class HostRun:
         self.role.check_host(facts)
         # handlers are planned from the state before anything changed
         handler_plans = {}
+        notified: set[str] = set()
         base = len(steps) - len(handlers)
         for offset, (hname, hstep) in enumerate(handlers.items()):
-            handler_plans[hname] = (hstep, hstep.plan(facts, probed[base + offset]))
-        notified: set[str] = set()
+            hplan = hstep.plan(facts, probed[base + offset])
+            handler_plans[hname] = (hstep, hplan)
+            if hstep.pending(probed[base + offset]):  # an earlier run changed inputs, then died
+                notified.add(hname)
         first = 0
         for p, phase in enumerate(phases):
             plans = []
@@ -170,6 +175,10 @@ class HostRun:
                 except StepError as exc:
                     self.say("failed", step.name, str(exc))
                     return
+                if plan.changed:
+                    # mark the restart as owed on the host first: if this run dies before
+                    # the handler runs, the next one still restarts
+                    plan.actions.extend(handlers[h].mark() for h in step.notify)
                 plans.append((step, plan))
             changed = self.execute(plans)
             if changed is None:
@@ -231,7 +240,7 @@ class HostRun:
         for i, step, plan in changed:
             if done.get(i) != 0:
                 why = _last("\n".join(outputs.get(i, current)) or res.stderr) or f"exit {res.rc}"
-                self.say("failed", step.name, self.role.explain_failure(step, why))
+                self.say("failed", step.name, self.role.explain_failure(step, why, self.facts))
                 return None
         if res.rc != 0:
             self.say("failed", "Apply changes.", _last(res.stderr) or f"exit {res.rc}")

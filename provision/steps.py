@@ -99,7 +99,8 @@ class Packages(Step):
         return {"pkgs": (
             "if command -v dpkg-query >/dev/null; then "
             f"dpkg-query -W -f='${{Package}} ${{db:Status-Status}}\\n' {deb}; "
-            f"elif command -v rpm >/dev/null; then rpm -q --qf '%{{NAME}} installed\\n' {rh}; fi"
+            f"elif command -v rpm >/dev/null; then for p in {rh}; do "
+            f"rpm -q --whatprovides \"$p\" >/dev/null && echo \"$p installed\"; done; fi"
         )}
 
     def plan(self, facts, probed):
@@ -200,16 +201,19 @@ class File(Step):
 class Venv(Step):
     """A virtualenv made by the chosen interpreter; rebuilt if its Python changed."""
 
-    def __init__(self, path: str, python: Callable[[HostFacts], tuple[str, str]]):
-        self.path, self.python = path, python
+    def __init__(self, path: str, python: Callable[[HostFacts], tuple[str, str]], notify=()):
+        self.path, self.python, self.notify = path, python, notify
         self.name = f"Ensure the virtualenv {path} exists."
 
     def probes(self):
-        return {"cfg": f"cat {q(self.path)}/pyvenv.cfg && test -x {q(self.path)}/bin/python && echo __exe__"}
+        # bin/pip is the last thing `python -m venv` makes: without it (ensurepip died
+        # half-way) the venv is rebuilt rather than trusted
+        p = q(self.path)
+        return {"cfg": f"cat {p}/pyvenv.cfg && test -x {p}/bin/python && test -x {p}/bin/pip && echo __exe__"}
 
     def plan(self, facts, probed):
         version, interpreter = self.python(facts)
-        m = re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", probed["cfg"], re.M)
+        m = venv_version(probed["cfg"])
         if m and m[1] == version and "__exe__" in probed["cfg"]:
             return Plan(note=f"python {version}")
         cmd = f"{q(interpreter)} -m venv {q(self.path)}"
@@ -217,6 +221,10 @@ class Venv(Step):
             cmd = f"rm -rf {q(self.path)} && {cmd}"
         why = f"python {m[1]} -> {version}" if m else f"create with python {version}"
         return Plan([Command(cmd)], why)
+
+
+def venv_version(pyvenv_cfg: str):
+    return re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", pyvenv_cfg, re.M)
 
 
 def canonical(name: str) -> str:
@@ -227,18 +235,24 @@ class PipRequirements(Step):
     """Exact pins installed in a venv (pip itself first: old pips cannot read new wheels)."""
 
     def __init__(self, venv: str, pins: Callable[[HostFacts], list[str]], requirements: str,
-                 find_links: Callable[[HostFacts], str | None], notify=()):
+                 find_links: Callable[[HostFacts], str | None], notify=(),
+                 python_version: Callable[[HostFacts], str] | None = None):
         self.venv, self.pins, self.requirements = venv, pins, requirements
         self.find_links, self.notify = find_links, notify
+        self.python_version = python_version
         self.name = f"Ensure the pinned packages are installed in {venv}."
 
     def probes(self):
-        return {"dists": f"ls -1 {q(self.venv)}/lib/python3*/site-packages | grep -i 'dist-info$'"}
+        v = q(self.venv)
+        return {"dists": f"cat {v}/pyvenv.cfg; ls -1 {v}/lib/python3*/site-packages | grep -i 'dist-info$'"}
 
     def plan(self, facts, probed):
         pins = self.pins(facts)
         have = {}
-        for line in probed["dists"].split():
+        venv = venv_version(probed["dists"])
+        # a venv about to be rebuilt for another Python has none of its packages
+        rebuilt = self.python_version and (not venv or venv[1] != self.python_version(facts))
+        for line in ([] if rebuilt else probed["dists"].split()):
             m = re.match(r"(.+)-([^-]+)\.dist-info$", line)
             if m:
                 have[canonical(m[1])] = m[2]
@@ -310,20 +324,30 @@ class Restart(Step):
     """Handler: restart a service that was already running when its inputs changed.
 
     A service that was not running is started by its Service step with the new
-    inputs already in place, so it needs no restart.
+    inputs already in place, so it needs no restart. Steps that notify a handler also
+    leave a marker on the host (`mark()`), removed only by the restart: a run that
+    dies between the change and the restart leaves the restart owed to the next run.
     """
 
     def __init__(self, service: str, handler: str):
         self.service, self.handler = service, handler
+        self.marker = f"/var/lib/provision/restart-pending-{service}"
         self.name = f"Restart {service} (handler: {handler})."
 
     def probes(self):
-        return {"active": f"systemctl is-active {q(self.service)}"}
+        return {"active": f"systemctl is-active {q(self.service)}; test -e {q(self.marker)} && echo __pending__"}
+
+    def pending(self, probed) -> bool:
+        return "__pending__" in probed.get("active", "")
+
+    def mark(self) -> Command:
+        return Command(f"mkdir -p {q(str(Path(self.marker).parent))} && touch {q(self.marker)}")
 
     def plan(self, facts, probed):
-        if probed["active"].strip() != "active":
-            return Plan(note="was not running: started with the new configuration")
-        return Plan([Command(f"systemctl restart {q(self.service)}")], "inputs changed")
+        clear = Command(f"rm -f {q(self.marker)}")
+        if probed["active"].split()[:1] != ["active"]:
+            return Plan([clear], "was not running: started with the new configuration")
+        return Plan([Command(f"systemctl restart {q(self.service)}"), clear], "inputs changed")
 
 
 class FirewallPort(Step):
@@ -375,17 +399,24 @@ class PortFree(Step):
 
     def probes(self):
         return {"ss": (f"systemctl show -p MainPID {q(self.service)}; "
+                       f"command -v ss >/dev/null || echo __no_ss__; "
                        f"ss -ltnp 'sport = :{self.port}'")}
 
     def plan(self, facts, probed):
         text = probed["ss"]
+        if "__no_ss__" in text:
+            raise StepError(f"cannot check port {self.port}: the host has no `ss` (install iproute2)")
         m = re.search(r"MainPID=(\d+)", text)
         ours = m[1] if m else "0"
         for line in text.splitlines():
             if not line.startswith("LISTEN"):
                 continue
-            users = re.findall(r'\("([^"]+)",pid=(\d+)', line)
-            if line.strip() and users and all(pid != ours for _, pid in users):
+            # iproute2 >= 4.x prints ("name",pid=N,fd=M); older ones ("name",N,M)
+            users = re.findall(r'\("([^"]+)",(?:pid=)?(\d+)', line)
+            if not users:
+                raise StepError(f"port {self.port} is already in use (owner not shown by ss): "
+                                f"choose another with --port")
+            if all(pid != ours for _, pid in users):
                 names = ", ".join(f"{n} (pid {p})" for n, p in users)
                 raise StepError(f"port {self.port} is already used by {names}: stop it or "
                                 f"choose another with --port")

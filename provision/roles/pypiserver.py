@@ -9,6 +9,7 @@ the order an operator would do it by hand. Per-family values live in
 from __future__ import annotations
 
 import http.client
+import re
 import shlex
 import time
 from functools import lru_cache
@@ -54,13 +55,19 @@ def render(name: str, **context) -> str:
 
 
 def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | None:
-    """Newest interpreter on the host that we have a tested pin set for.
+    """The interpreter for the venv: one we have a tested pin set for.
+
+    Debian/Ubuntu take the distro's python3 (python3-venv serves only that one); the Red
+    Hat family takes the newest installed.
 
     With `predict`, a host without one yet gets the python3 its OS package will install
     (from vars/<Family>.yml), so --check can show the venv and pins a deploy would make.
     """
     supported = set(wheels.supported_pythons())
     usable = [v for v in facts.pythons if v in supported]
+    prefer_default = facts.family and family_vars(facts.family).get("prefer_default_python")
+    if prefer_default and facts.python_default in usable:
+        return facts.python_default, facts.pythons[facts.python_default]
     if usable:
         best = max(usable, key=_vkey)
         return best, facts.pythons[best]
@@ -93,6 +100,13 @@ class PypiserverRole:
             if not path.startswith("/") or path.rstrip("/").count("/") < 2:
                 raise InventoryError(f"{target.name}: {key} must be an absolute path two levels "
                                      f"deep or more, got {path!r}")
+            if not re.fullmatch(r"[A-Za-z0-9/._+-]+", path):
+                # it goes unquoted into the unit's ExecStart
+                raise InventoryError(f"{target.name}: {key} may hold only letters, digits and "
+                                     f"/._+-, got {path!r}")
+        for key in ("pypiserver_user", "pypiserver_service"):
+            if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", str(v[key])):
+                raise InventoryError(f"{target.name}: {key} {v[key]!r} is not a valid name")
         return v
 
     # -- steps --------------------------------------------------------------------
@@ -108,7 +122,7 @@ class PypiserverRole:
                 return None
             try:
                 return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch)
-            except wheels.WheelhouseError as exc:
+            except (wheels.WheelhouseError, ValueError) as exc:
                 raise StepError(f"cannot prepare the offline wheels: {exc}") from exc
 
         def pins(facts):
@@ -138,10 +152,10 @@ class PypiserverRole:
         if offline:
             rest.append(Wheelhouse(v["pypiserver_wheels_dir"], wheel_files))
         rest += [
-            Venv(venv, python),
+            Venv(venv, python, notify=(RESTART,)),
             PipRequirements(venv, pins, str(Path(venv).parent / "requirements.txt"),
                             lambda facts: v["pypiserver_wheels_dir"] if offline else None,
-                            notify=(RESTART,)),
+                            notify=(RESTART,), python_version=lambda facts: python(facts)[0]),
             File(v["pypiserver_htpasswd"], None, "root", user, 0o640, secret=True,
                  name=f"Ensure the htpasswd file {v['pypiserver_htpasswd']} exists (root:{user} 0640)."),
             _Rendered(unit_path, unit, diff=self.diff, on_change=("systemctl daemon-reload",),
@@ -170,9 +184,11 @@ class PypiserverRole:
             raise UnsupportedHost(f"no Python 3 obtainable on this host: installed {have}; "
                                   f"supported {', '.join(wheels.supported_pythons())}")
 
-    def explain_failure(self, step, why: str) -> str:
+    def explain_failure(self, step, why: str, facts: HostFacts) -> str:
         if isinstance(step, Packages):
-            return f"no Python 3 obtainable through the package manager: {why}"
+            if choose_python(facts) is None:
+                return f"no Python 3 obtainable through the package manager: {why}"
+            return f"installing OS packages failed: {why}"
         return why
 
     # -- after the changes --------------------------------------------------------

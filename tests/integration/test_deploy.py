@@ -110,6 +110,21 @@ def test_second_deploy_changes_nothing(deployed, inventory):
     assert (changed, failed) == (0, 0) and ok >= 10
 
 
+def test_a_restart_owed_by_a_dead_run_is_done_by_the_next(deployed, inventory):
+    """A run that changed the unit and died before its handler leaves a marker behind."""
+    host, _ = deployed
+    before = sh(host, "systemctl show -p MainPID pypiserver").stdout.strip()
+    sh(host, "mkdir -p /var/lib/provision && touch /var/lib/provision/restart-pending-pypiserver")
+    res = invoke("deploy", "--inventory", str(inventory), "--host", host.name)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert recap(res.stdout, host.name)[1:] == (1, 0)
+    assert "Restart pypiserver" in res.stdout
+    assert sh(host, "systemctl show -p MainPID pypiserver").stdout.strip() != before
+    assert sh(host, "test -e /var/lib/provision/restart-pending-pypiserver", check=False).returncode == 1
+    again = invoke("deploy", "--inventory", str(inventory), "--host", host.name)
+    assert recap(again.stdout, host.name)[1:] == (0, 0)
+
+
 def test_twine_upload_with_account_and_wrong_password_refused(deployed, account, tmp_path):
     host, _ = deployed
     wheel = make_wheel(tmp_path, "demo-pkg", "0.1")

@@ -121,3 +121,16 @@ def test_bad_inventory_and_flags(tmp_path):
     assert "cannot read inventory" in res.stderr
     res = invoke("deploy", "--host", "a@b@c")
     assert res.returncode != 0 and "bad host 'a@b@c'" in res.stderr
+
+
+def test_no_python3_obtainable(host, inv):
+    """Last in this module: it removes python3 from the host (apt cannot fetch it: no network)."""
+    sh(host, "dpkg --purge --force-depends python3-venv python3.11-venv python3 python3.11 "
+             "python3-minimal python3.11-minimal >/dev/null 2>&1")
+    assert sh(host, "ls /usr/bin/python3*", check=False).returncode != 0
+    res = invoke("deploy", "--inventory", inv, "--host", host.name)
+    failed_cleanly(res, host.name, "no Python 3 obtainable through the package manager")
+    untouched(host)
+    check = invoke("deploy", "--inventory", inv, "--host", host.name, "--check")
+    assert check.returncode == 0, check.stdout + check.stderr  # predicts python 3.11 from data
+    assert "create with python 3.11" in check.stdout

@@ -71,6 +71,9 @@ def test_no_hosts_is_a_clear_error(tmp_path, monkeypatch):
     ("all: [1, 2\n", "cannot read inventory"),
     ("- a\n- b\n", "top level must be a mapping"),
     ("all:\n  hosts:\n    h: 3\n", "must map to variables"),
+    ("all:\n  hosts: [a, b]\n", "hosts of group 'all' must be a mapping"),
+    ("all:\n  vars: [a]\n", "vars of group 'all' must be a mapping"),
+    ("all:\n  children:\n    g:\n      hosts: a\n", "hosts of group 'g' must be a mapping"),
 ])
 def test_bad_inventories(tmp_path, text, error):
     p = tmp_path / "inv.yml"

@@ -102,3 +102,13 @@ def test_bad_variables_are_refused(bad):
 
     with pytest.raises(InventoryError):
         PypiserverRole().vars(Target(name="h", ssh_host="h", vars=bad))
+
+
+def test_debian_keeps_its_own_python3_even_with_a_newer_one_installed():
+    from provision.roles.pypiserver import choose_python
+
+    facts = distro_facts("debian-12")
+    facts.pythons["3.12"] = "/usr/bin/python3.12"  # e.g. from deadsnakes: no python3.12-venv
+    assert choose_python(facts) == ("3.11", "/usr/bin/python3.11")
+    rocky = distro_facts("rocky-8")
+    assert choose_python(rocky) == ("3.11", "/usr/bin/python3.11")  # EL: the newest

@@ -116,3 +116,26 @@ def test_wheelhouse_sends_only_missing_or_different(tmp_path):
     (up,) = plan.actions
     assert up.files == [b] and up.dest == "/opt/pypiserver/wheels"
     assert not w.plan(distro_facts("debian-12"), {"ls": f"{a.name} 10\n{b.name} 20"}).changed
+
+
+def test_half_built_venv_is_rebuilt():
+    v = steps.Venv("/opt/pypiserver/venv", lambda facts: ("3.11", "/usr/bin/python3.11"))
+    # ensurepip died: pyvenv.cfg and bin/python exist, bin/pip does not (no __exe__ marker)
+    plan = v.plan(distro_facts("debian-12"), {"cfg": "home = /usr/bin\nversion = 3.11.2"})
+    assert shell_of(plan) == ["rm -rf /opt/pypiserver/venv && /usr/bin/python3.11 -m venv /opt/pypiserver/venv"]
+
+
+def test_pins_reinstalled_when_the_venv_is_rebuilt_for_another_python():
+    pins = ["pip==26.3", "pypiserver==2.4.2"]
+    p = steps.PipRequirements("/v", lambda f: pins, "/r.txt", lambda f: None,
+                              python_version=lambda f: "3.12")
+    same_pins_old_python = "version = 3.11.2\npip-26.3.dist-info\npypiserver-2.4.2.dist-info"
+    assert p.plan(distro_facts("debian-12"), {"dists": same_pins_old_python}).changed
+    current = "version = 3.12.1\npip-26.3.dist-info\npypiserver-2.4.2.dist-info"
+    assert not p.plan(distro_facts("debian-12"), {"dists": current}).changed
+
+
+def test_rpm_probe_asks_by_capability():
+    """EL 8's python3 is provided by the python36 package: ask rpm what provides it."""
+    probe = steps.Packages({"RedHat": ["python3"]}, {"RedHat": "yum install -y -q {packages}"}).probes()["pkgs"]
+    assert 'rpm -q --whatprovides "$p"' in probe
