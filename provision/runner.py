@@ -3,7 +3,8 @@
 Round trips are the cost of a run, so a host sees:
   1 exec channel  facts + every step's probe, as one sectioned script;
   0..n channels   one tar stream per Upload (only when files are missing);
-  1 channel       every changed step's actions, as one script with per-step markers.
+  1 channel       every changed step's actions, then the notified handlers, as one
+                  script with per-step markers.
 A phase boundary (after OS packages, say) re-gathers facts only if that phase changed
 something, so a no-op redeploy costs one channel plus the role's HTTP health check.
 
@@ -180,20 +181,18 @@ class HostRun:
                     # the handler runs, the next one still restarts
                     plan.actions.extend(handlers[h].mark() for h in step.notify)
                 plans.append((step, plan))
+                if plan.changed:
+                    notified.update(step.notify)
+            if p == len(phases) - 1:  # handlers ride in the last phase's script
+                plans += [(h, plan) for name, (h, plan) in handler_plans.items() if name in notified]
             changed = self.execute(plans)
             if changed is None:
                 return
-            for step, plan in plans:
-                if plan.changed:
-                    notified.update(step.notify)
             first += len(phase)
             if changed and not self.opts.check and p < len(phases) - 1:
                 facts, probed = self.gather(steps)
                 self.role.check_host(facts)
             self.role.after_phase(p, facts, self.opts.check)
-        todo = [(h, plan) for name, (h, plan) in handler_plans.items() if name in notified]
-        if todo and self.execute(todo) is None:
-            return
         status, label, note = self.role.verify(self.target, facts, self.opts.check)
         self.say(status, label, note)
         for line in self.role.summary(self.target, facts) if status == "ok" else []:

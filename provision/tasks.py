@@ -33,7 +33,7 @@ def _sudo_password(ask: bool) -> str | None:
     help={
         "host": HOST_HELP,
         "inventory": INVENTORY_HELP,
-        "port": "port pypiserver listens on and firewalld opens (default 8000)",
+        "port": "PORT pypiserver listens on and firewalld opens (default 8000)",
         "check": "show what would change; change nothing",
         "diff": "show file differences",
         "offline": "ship wheels from this machine; the host needs no internet",

@@ -93,3 +93,15 @@ def test_example_inventory_parses_and_documents_every_variable():
     defaults = yaml.safe_load((repo / "provision" / "defaults.yml").read_text())
     for key in list(defaults) + ["ssh_user", "ssh_port", "ssh_key", "known_hosts"]:
         assert f"# {key}:" in text, f"{key} is not documented in inventory.example.yml"
+
+
+def test_cli_bad_values_are_one_line_errors():
+    """Through the real CLI: no traceback, exit 2, the reason on one line."""
+    from tests.helpers import invoke
+
+    for args, needle in [(["--host", "x", "--port", "abc"], "error: x: pypiserver_port must be a number"),
+                         (["--host", "x", "--port", "99999"], "out of range"),
+                         (["--host", "bad host"], "error: bad host 'bad host'")]:
+        res = invoke("deploy", *args)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1
