@@ -201,8 +201,12 @@ class File(Step):
 class Venv(Step):
     """A virtualenv made by the chosen interpreter; rebuilt if its Python changed."""
 
-    def __init__(self, path: str, python: Callable[[HostFacts], tuple[str, str]], notify=()):
+    def __init__(self, path: str, python: Callable[[HostFacts], tuple[str, str]], notify=(),
+                 without_pip: bool = False):
         self.path, self.python, self.notify = path, python, notify
+        # offline, the pinned pip wheel installs pip and everything else in one go: saves
+        # ensurepip's install and the upgrade after it (~2.5 s of a fresh deploy)
+        self.without_pip = without_pip
         self.name = f"Ensure the virtualenv {path} exists."
 
     def probes(self):
@@ -216,7 +220,7 @@ class Venv(Step):
         m = venv_version(probed["cfg"])
         if m and m[1] == version and "__exe__" in probed["cfg"]:
             return Plan(note=f"python {version}")
-        cmd = f"{q(interpreter)} -m venv {q(self.path)}"
+        cmd = f"{q(interpreter)} -m venv{' --without-pip' if self.without_pip else ''} {q(self.path)}"
         if m or probed["cfg"].strip():
             cmd = f"rm -rf {q(self.path)} && {cmd}"
         why = f"python {m[1]} -> {version}" if m else f"create with python {version}"
@@ -270,6 +274,12 @@ class PipRequirements(Step):
         pip_pin = next((p for p in pins if canonical(p.split("==")[0]) == "pip"), None)
         text = "".join(p + "\n" for p in pins).encode()
         actions = [WriteFile(self.requirements, text, mode=0o644)]
+        if links and pip_pin and "pip" not in have:
+            # a venv made --without-pip: pip runs from its own wheel and installs all pins
+            wheel = f"{links}/pip-{wanted['pip']}-py3-none-any.whl/pip"
+            actions.append(Command(f"{q(self.venv)}/bin/python {q(wheel)} install {opts} "
+                                   f"-r {q(self.requirements)}"))
+            return Plan(actions, f"install {len(wanted)} pins")
         if pip_pin and have.get("pip") != wanted["pip"]:
             actions.append(Command(f"{py} install {opts} {q(pip_pin)}"))
         actions.append(Command(f"{py} install {opts} -r {q(self.requirements)}"))

@@ -152,7 +152,7 @@ class PypiserverRole:
         if offline:
             rest.append(Wheelhouse(v["pypiserver_wheels_dir"], wheel_files))
         rest += [
-            Venv(venv, python, notify=(RESTART,)),
+            Venv(venv, python, notify=(RESTART,), without_pip=offline),
             PipRequirements(venv, pins, str(Path(venv).parent / "requirements.txt"),
                             lambda facts: v["pypiserver_wheels_dir"] if offline else None,
                             notify=(RESTART,), python_version=lambda facts: python(facts)[0]),

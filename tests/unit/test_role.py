@@ -82,7 +82,12 @@ def test_offline_adds_the_wheelhouse_and_find_links(monkeypatch, tmp_path):
     plan = fresh_plan("centos-7", offline=True)
     uploads = [a for _, p in plan for a in p.actions if type(a).__name__ == "Upload"]
     assert uploads and uploads[0].files == [wheel] and uploads[0].dest == "/opt/pypiserver/wheels"
-    assert any("--no-index --find-links /opt/pypiserver/wheels" in c for c in commands(plan))
+    cmds = commands(plan)
+    assert "/usr/bin/python3.6 -m venv --without-pip /opt/pypiserver/venv" in cmds
+    # pip runs from its own pinned wheel and installs every pin (itself included) at once
+    assert ("/opt/pypiserver/venv/bin/python /opt/pypiserver/wheels/pip-21.3.1-py3-none-any.whl/pip "
+            "install --disable-pip-version-check --no-input -q --only-binary=:all: --no-index "
+            "--find-links /opt/pypiserver/wheels -r /opt/pypiserver/requirements.txt") in cmds
 
 
 @pytest.mark.parametrize("distro,error", [
