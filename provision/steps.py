@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import StepError
-from .facts import HostFacts
+from .facts import HostFacts, _vkey
 
 q = shlex.quote
 
@@ -90,8 +90,7 @@ class Packages(Step):
     def __init__(self, packages: dict[str, list[str]], install: dict[str, str]):
         self.packages = packages
         self.install = install
-        names = ", ".join(sorted({p for ps in packages.values() for p in ps}))
-        self.name = f"Ensure the OS packages are installed ({names})."
+        self.name = "Ensure the OS packages are installed."
 
     def probes(self):
         deb = " ".join(q(p) for p in self.packages.get("Debian", []))
@@ -109,9 +108,80 @@ class Packages(Step):
                 if len(parts) == 2 and parts[1] == "installed"}
         missing = [p for p in wanted if p not in have]
         if not missing:
-            return Plan(note=f"{', '.join(wanted)} installed")
+            return Plan(note=f"{', '.join(wanted)} installed" if wanted else "none needed")
         cmd = self.install[facts.family].replace("{packages}", " ".join(q(p) for p in missing))
         return Plan([Command(cmd)], f"install {', '.join(missing)}")
+
+
+class PythonFromRepos(Step):
+    """Red Hat family: a Python that gets a current pypiserver, the newest the repos offer.
+
+    Installed Pythons come from the facts. When none is current, the candidates are tried
+    newest first; if the repos offer none of them, the release's python3 is installed and a
+    marker records that, so the next run does not ask the repos again (delete the marker to).
+    """
+
+    MARKER = "/var/lib/provision/python-from-repos"
+
+    def __init__(self, candidates: dict[str, list[str]], current: str, supported: list[str],
+                 install: str):
+        self.candidates, self.current = candidates, current
+        self.supported, self.install = supported, install
+        self.name = "Ensure a Python for pypiserver is installed (the newest the repos offer)."
+
+    def probes(self):
+        return {"marker": f"cat {q(self.MARKER)}"}
+
+    def plan(self, facts, probed):
+        if facts.family != "RedHat":
+            return Plan(note="not the Red Hat family")
+        have = sorted((v for v in facts.pythons if v in self.supported), key=_vkey)
+        if have and _vkey(have[-1]) >= _vkey(self.current):
+            return Plan(note=f"python {have[-1]} installed")
+        if have and probed["marker"].strip():
+            return Plan(note=f"python {have[-1]}: the repos offered nothing newer")
+        cands = self.candidates.get(facts.os_major, [])
+        tries = "".join(
+            f"if {self.install.replace('{packages}', q(p))} >/dev/null 2>&1; then "
+            f"echo 'installed {p}'; exit 0; fi\n" for p in cands)
+        cmd = (f"{tries}{self.install.replace('{packages}', 'python3')}\n"
+               f"mkdir -p {q(str(Path(self.MARKER).parent))} && echo python3 > {q(self.MARKER)}")
+        offer = ", ".join(cands + ["python3"])
+        return Plan([Command(cmd)], f"install the first the repos offer of {offer}")
+
+
+class VaultRepos(Step):
+    """CentOS 7 after end of life: repo files using the dead mirrors point at the vault.
+
+    Only files that use mirrorlist.centos.org or mirror.centos.org are edited (sed -i
+    writes a new file and renames it; the original is kept as FILE.provision-orig), so
+    a repo file pointing at your own mirror is left alone, and a second run finds nothing.
+    """
+
+    DEAD = r"^(mirrorlist=https?://mirrorlist\.centos\.org|baseurl=https?://mirror\.centos\.org)"
+
+    def __init__(self, vault_url: str, enabled: bool = True):
+        self.vault_url, self.enabled = vault_url.rstrip("/"), enabled
+        self.name = "Ensure CentOS 7 repos point at the vault (its mirrors are gone)."
+
+    def probes(self):
+        return {"files": f"grep -lE {q(self.DEAD)} /etc/yum.repos.d/*.repo"}
+
+    def plan(self, facts, probed):
+        if facts.os_id != "centos" or facts.os_major != "7":
+            return Plan(note="not CentOS 7")
+        files = probed["files"].split()
+        if not files:
+            return Plan(note="no repo file uses the dead mirrors")
+        if not self.enabled:
+            return Plan(note=f"{len(files)} repo files use the dead mirrors: kept (centos7_vault: false)")
+        v = self.vault_url
+        sed = ("sed -i.provision-orig"
+               r" -e 's|^\(mirrorlist=https\{0,1\}://mirrorlist\.centos\.org\)|#\1|'"
+               rf" -e 's|^#* *baseurl=https\{{0,1\}}://mirror.centos.org/centos/\$releasever/|baseurl={v}/|'"
+               rf" -e 's|^#* *baseurl=https\{{0,1\}}://mirror.centos.org/centos/7/|baseurl={v}/|'")
+        cmds = [Command(f"{sed} {q(f)}") for f in files] + [Command("yum clean all -q")]
+        return Plan(cmds, f"{len(files)} repo files -> {v} (mirrorlist.centos.org is gone)")
 
 
 class SystemUser(Step):
@@ -223,6 +293,8 @@ class Venv(Step):
         cmd = f"{q(interpreter)} -m venv{' --without-pip' if self.without_pip else ''} {q(self.path)}"
         if m or probed["cfg"].strip():
             cmd = f"rm -rf {q(self.path)} && {cmd}"
+        if facts.selinux_enabled:
+            cmd += f" && restorecon -R {q(self.path)}"
         why = f"python {m[1]} -> {version}" if m else f"create with python {version}"
         return Plan([Command(cmd)], why)
 
@@ -279,10 +351,16 @@ class PipRequirements(Step):
             wheel = f"{links}/pip-{wanted['pip']}-py3-none-any.whl/pip"
             actions.append(Command(f"{q(self.venv)}/bin/python {q(wheel)} install {opts} "
                                    f"-r {q(self.requirements)}"))
-            return Plan(actions, f"install {len(wanted)} pins")
-        if pip_pin and have.get("pip") != wanted["pip"]:
-            actions.append(Command(f"{py} install {opts} {q(pip_pin)}"))
-        actions.append(Command(f"{py} install {opts} -r {q(self.requirements)}"))
+            note = f"install {len(wanted)} pins"
+        else:
+            if pip_pin and have.get("pip") != wanted["pip"]:
+                actions.append(Command(f"{py} install {opts} {q(pip_pin)}"))
+            actions.append(Command(f"{py} install {opts} -r {q(self.requirements)}"))
+            note = ""
+        if facts.selinux_enabled:  # new files under the venv get their default labels
+            actions.append(Command(f"restorecon -R {q(self.venv)}"))
+        if note:
+            return Plan(actions, note)
         shown = ", ".join(f"{n}=={wanted[n]}" for n in wrong[:4]) + (" ..." if len(wrong) > 4 else "")
         return Plan(actions, f"install {shown}")
 
@@ -361,11 +439,12 @@ class Restart(Step):
 
 
 class FirewallPort(Step):
-    """A TCP port open in firewalld, permanently and at runtime (both, or it drifts)."""
+    """A TCP port open in firewalld, permanently and at runtime (both, or it drifts);
+    on hosts without firewalld but with an active ufw, a ufw rule."""
 
     def __init__(self, port: int):
         self.port = port
-        self.name = f"Ensure firewalld allows {port}/tcp (permanent and runtime)."
+        self.name = f"Ensure the firewall allows {port}/tcp."
 
     def probes(self):
         # firewall-cmd costs ~0.2 s of Python start-up per call: ask firewalld over D-Bus
@@ -382,11 +461,12 @@ class FirewallPort(Step):
                 "echo \"zone=$z\"; cat \"/etc/firewalld/zones/$z.xml\" 2>/dev/null "
                 "|| cat \"/usr/lib/firewalld/zones/$z.xml\""
             ),
+            "ufw": "systemctl -q is-active firewalld || { command -v ufw >/dev/null && ufw status; }",
         }
 
     def plan(self, facts, probed):
         if not facts.firewalld:
-            return Plan(note=f"firewalld is not running: {self.port}/tcp left to you")
+            return self._ufw(probed.get("ufw", ""))
         runtime = probed["runtime"].strip() == "b true"
         permanent = bool(re.search(
             rf'<port\s+(?:protocol="tcp"\s+port="{self.port}"|port="{self.port}"\s+protocol="tcp")',
@@ -397,7 +477,15 @@ class FirewallPort(Step):
         if not runtime:
             actions.append(Command(f"firewall-cmd -q --add-port={self.port}/tcp"))
         missing = [w for w, have in (("permanent", permanent), ("runtime", runtime)) if not have]
-        return Plan(actions, f"open {' and '.join(missing)}" if actions else "open")
+        return Plan(actions, f"firewalld: open {' and '.join(missing)}" if actions else "firewalld: open")
+
+    def _ufw(self, status: str) -> Plan:
+        if "Status: active" not in status:
+            return Plan(note=f"no firewalld and no active ufw: {self.port}/tcp left to you")
+        rule = re.compile(rf"^{self.port}/tcp\s+ALLOW\s", re.M)
+        if rule.search(status):
+            return Plan(note="ufw: open")
+        return Plan([Command(f"ufw allow {self.port}/tcp")], "ufw: open")
 
 
 class PortFree(Step):

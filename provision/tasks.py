@@ -38,16 +38,18 @@ def _sudo_password(ask: bool) -> str | None:
         "diff": "show file differences",
         "offline": "ship wheels from this machine; the host needs no internet",
         "ask-sudo-pass": "prompt for the sudo password of the SSH user",
+        "keep-repos": "CentOS 7: keep repo files that use the dead mirrors (no vault)",
     },
 )
 def deploy(c, host=None, inventory=None, port=None, check=False, diff=False, offline=False,
-           ask_sudo_pass=False):
+           ask_sudo_pass=False, keep_repos=False):
     """Turn hosts into private PyPI servers (pypiserver behind systemd and firewalld)."""
     from .roles.pypiserver import PypiserverRole
     from .runner import Options, run
 
     try:
-        overrides = {"pypiserver_port": port, "offline": True if offline else None}
+        overrides = {"pypiserver_port": port, "offline": True if offline else None,
+                     "centos7_vault": False if keep_repos else None}
         targets = _targets(host, inventory, overrides)
         role = PypiserverRole(diff=diff)
         for t in targets:

@@ -20,8 +20,8 @@ import yaml
 from .. import wheels
 from ..errors import InventoryError, StepError, UnsupportedHost
 from ..facts import HostFacts, _vkey
-from ..steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, Restart,
-                     Service, SystemUser, Venv, Wheelhouse)
+from ..steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree,
+                     PythonFromRepos, Restart, Service, SystemUser, VaultRepos, Venv, Wheelhouse)
 
 HERE = Path(__file__).resolve().parent.parent
 FAMILIES = ("Debian", "RedHat")
@@ -142,7 +142,14 @@ class PypiserverRole:
         unit_path = f"/etc/systemd/system/{v['pypiserver_service']}.service"
         packages = Packages({f: fam[f]["packages"] for f in FAMILIES},
                             {f: fam[f]["install"] for f in FAMILIES})
-        system = [PortFree(port, v["pypiserver_service"]), packages]
+        rh = fam["RedHat"]
+        system = [
+            PortFree(port, v["pypiserver_service"]),
+            VaultRepos(rh["vault_url"], enabled=bool(v["centos7_vault"])),
+            packages,
+            PythonFromRepos(rh["python_candidates"], rh["current_python"],
+                            wheels.supported_pythons(), rh["install"]),
+        ]
         rest = [
             SystemUser(user, home=str(Path(v["pypiserver_packages_dir"]).parent), shells={f: fam[f]["nologin"] for f in FAMILIES}),
             Directory(v["pypiserver_packages_dir"], user, user, 0o755),
@@ -185,7 +192,7 @@ class PypiserverRole:
                                   f"supported {', '.join(wheels.supported_pythons())}")
 
     def explain_failure(self, step, why: str, facts: HostFacts) -> str:
-        if isinstance(step, Packages):
+        if isinstance(step, (Packages, PythonFromRepos)):
             if choose_python(facts) is None:
                 return f"no Python 3 obtainable through the package manager: {why}"
             return f"installing OS packages failed: {why}"

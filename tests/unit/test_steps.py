@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provision import steps
+from provision import steps, wheels
 from provision.errors import StepError
 from provision.roles.pypiserver import FAMILIES, family_vars
 
@@ -20,6 +20,9 @@ FACTORIES = {
     "firewall_port": lambda args: steps.FirewallPort(**args),
     "service": lambda args: steps.Service(**args),
     "port_free": lambda args: steps.PortFree(**args),
+    "python_from_repos": lambda args: steps.PythonFromRepos(
+        family_vars("RedHat")["python_candidates"], family_vars("RedHat")["current_python"],
+        wheels.supported_pythons(), family_vars("RedHat")["install"]),
 }
 
 
@@ -97,7 +100,7 @@ def test_pip_requirements_upgrade_pip_first_offline():
     pins = ["bcrypt==4.0.1", "pip==21.3.1", "pypiserver==2.0.1"]
     p = steps.PipRequirements("/opt/pypiserver/venv", lambda f: pins, "/opt/pypiserver/requirements.txt",
                               lambda f: "/opt/pypiserver/wheels")
-    plan = p.plan(distro_facts("centos-7"), {"dists": "pip-9.0.3.dist-info\nsetuptools-39.0.1.dist-info"})
+    plan = p.plan(distro_facts("debian-12"), {"dists": "pip-9.0.3.dist-info\nsetuptools-39.0.1.dist-info"})
     write, pip, rest = plan.actions
     assert write.path == "/opt/pypiserver/requirements.txt" and write.content.decode().splitlines() == pins
     opts = "--disable-pip-version-check --no-input -q --only-binary=:all: --no-index --find-links /opt/pypiserver/wheels"
