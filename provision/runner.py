@@ -230,7 +230,8 @@ class HostRun:
                 current = []
                 if rc == "0":  # report as it happens: a fresh deploy takes seconds
                     step, plan = by_index[int(idx)]
-                    self.say("changed", step.name, plan.note)
+                    said = _last("\n".join(outputs[int(idx)])) if step.report_output else ""
+                    self.say("changed", step.name, f"{plan.note}: {said}" if said else plan.note)
                     self._diffs(plan)
             else:
                 current.append(line)

@@ -65,6 +65,8 @@ class Step:
 
     name = "Step"
     notify: tuple[str, ...] = ()
+    # when True, the last line the step's commands print is added to its report line
+    report_output = False
 
     def probes(self) -> dict[str, str]:
         return {}
@@ -122,6 +124,7 @@ class PythonFromRepos(Step):
     """
 
     MARKER = "/var/lib/provision/python-from-repos"
+    report_output = True  # "installed python3.12": which one the repos offered
 
     def __init__(self, candidates: dict[str, list[str]], current: str, supported: list[str],
                  install: str):
