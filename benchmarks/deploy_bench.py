@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from provision import testhost  # noqa: E402
+from common import destroy_own_hosts  # noqa: E402
 
 ANCHORS_SRC = Path(os.environ.get("PROVISION_BENCH_ANCHORS", "/work/shared/anchors"))
 CACHE = Path(os.environ.get("PROVISION_BENCH_CACHE", "/var/cache/provision-bench"))
@@ -635,17 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if "ansible" in tools:
                 tools["ansible"].close()
-            mine = {h.name: h for h in hosts}
-            for h in testhost.list_hosts():   # also hosts of an interrupted boot_hosts()
-                if h.name not in before and h.name.startswith(HOST_PREFIX) and h.name not in mine:
-                    mine[h.name] = h
-            for name, h in mine.items():
-                try:
-                    h.destroy()
-                except Exception as exc:  # noqa: BLE001
-                    log(f"could not destroy {name}: {exc} (python -m provision.testhost down {name})")
-            if mine:
-                log(f"destroyed {', '.join(mine)}")
+            destroy_own_hosts(hosts, before, HOST_PREFIX, log)
             shutil.rmtree(work, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, old)

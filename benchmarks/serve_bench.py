@@ -62,6 +62,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from common import destroy_own_hosts  # noqa: E402
+
 HOST_PREFIX = "srv"
 OUR_PORT = 8000
 DEFAULT_PORT = 8001
@@ -233,7 +235,7 @@ def run_wrk(wrk: str, lua: Path, host: str, port: int, path: str, args) -> dict 
     cap = max(1, args.max_requests // threads)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run([wrk, f"-t{threads}", f"-c{args.clients}", f"-d{args.seconds}s",
-                        f"--timeout", f"{int(args.timeout)}s", "-s", str(lua),
+                        "--timeout", f"{int(args.timeout)}s", "-s", str(lua),
                         f"http://{host}:{port}{path}", "--", str(cap)],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL,
                        timeout=args.seconds + 3 * args.timeout + 60)
@@ -442,9 +444,9 @@ class Bench:
 
     # -- 3. the how-to's default on :8001 ------------------------------------------
     def start_default(self) -> None:
-        log(f"default: the how-to's `pypi-server -p 8000 -P .htpasswd ./packages`, in a venv without "
-            f"waitress/watchdog, resolves to --server wsgiref and no cache. Our venv has waitress and "
-            f"watchdog installed (auto would pick them), so it is reproduced with explicit flags:")
+        log("default: the how-to's `pypi-server -p 8000 -P .htpasswd ./packages`, in a venv without "
+            "waitress/watchdog, resolves to --server wsgiref and no cache. Our venv has waitress and "
+            "watchdog installed (auto would pick them), so it is reproduced with explicit flags:")
         log(f"  systemd-run --unit {DEFAULT_UNIT} --uid=pypi --gid=pypi {DEFAULT_CMD}")
         self.h.exec(f"systemd-run --unit {DEFAULT_UNIT} --uid=pypi --gid=pypi --property=CPUAccounting=yes "
                     f"{DEFAULT_CMD}")
@@ -867,17 +869,7 @@ def main(argv: list[str] | None = None) -> int:
                     bench.cleanup()
                 except Exception as exc:  # noqa: BLE001
                     log(f"clean-up on the host failed: {exc}")
-            mine = {h.name: h for h in hosts}
-            for h in testhost.list_hosts():   # also a host of an interrupted boot_hosts()
-                if h.name not in before and h.name.startswith(HOST_PREFIX) and h.name not in mine:
-                    mine[h.name] = h
-            for name, h in mine.items():
-                try:
-                    h.destroy()
-                except Exception as exc:  # noqa: BLE001
-                    log(f"could not destroy {name}: {exc} (python -m provision.testhost down {name})")
-            if mine:
-                log(f"destroyed {', '.join(mine)}")
+            destroy_own_hosts(hosts, before, HOST_PREFIX, log)
             shutil.rmtree(work, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, old)

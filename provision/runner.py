@@ -209,7 +209,7 @@ class HostRun:
                 self._diffs(plan)
         if self.opts.check or not changed:
             return bool(changed)
-        for i, step, plan in changed:
+        for _, step, plan in changed:
             for up in (a for a in plan.actions if isinstance(a, Upload)):
                 res = self.remote.stream(upload_command(up), tar_producer(up.files))
                 if res.rc != 0:
@@ -237,7 +237,7 @@ class HostRun:
                 current.append(line)
 
         res = self.remote.run_script(script, on_line=on_line)
-        for i, step, plan in changed:
+        for i, step, _ in changed:
             if done.get(i) != 0:
                 why = _last("\n".join(outputs.get(i, current)) or res.stderr) or f"exit {res.rc}"
                 self.say("failed", step.name, self.role.explain_failure(step, why, self.facts))

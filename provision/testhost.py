@@ -859,11 +859,16 @@ def write_inventory(hosts: list[TestHost], path: str | os.PathLike, **group_vars
 
     vars_: dict = {"known_hosts": str(known_hosts_path()), "offline": True}
     vars_.update({k: (str(v) if isinstance(v, Path) else v) for k, v in group_vars.items()})
-    doc = {"all": {
-        "vars": vars_,
-        "hosts": {h.name: {"ssh_host": h.address, "ssh_user": h.ssh_user,
-                           "ssh_key": str(h.ssh_key)} for h in hosts},
-    }}
+    vars_ = {k: v for k, v in vars_.items() if v is not None}  # None: leave the default out
+    entries = {}
+    for h in hosts:  # TestHost, or anything shaped like it (tests' external hosts)
+        entry = {"ssh_host": h.address, "ssh_user": h.ssh_user}
+        if h.ssh_key is not None:
+            entry["ssh_key"] = str(h.ssh_key)
+        if getattr(h, "ssh_port", None):
+            entry["ssh_port"] = h.ssh_port
+        entries[h.name] = entry
+    doc = {"all": {"vars": vars_, "hosts": entries}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -237,27 +237,7 @@ def write_inventory(hosts, path: str | os.PathLike, **group_vars) -> Path:
     (when given); ``offline: true`` by default (it works everywhere); group_vars whose value
     is None are left out (e.g. ``ssh_key`` when PROVISION_TEST_SSH_KEY is unset).
     """
-    if not any(is_external(h) for h in hosts):
-        return th.write_inventory(hosts, path, **group_vars)
-    import yaml
-
-    vars_: dict = {"offline": True}
     if not all(is_external(h) for h in hosts):
-        vars_["known_hosts"] = str(th.known_hosts_path())
-    vars_.update({k: (str(v) if isinstance(v, Path) else v) for k, v in group_vars.items()
-                  if v is not None})
-    entries = {}
-    for h in hosts:
-        entry = {"ssh_host": h.address, "ssh_user": h.ssh_user}
-        if h.ssh_key is not None:
-            entry["ssh_key"] = str(h.ssh_key)
-        if getattr(h, "ssh_port", None):
-            entry["ssh_port"] = h.ssh_port
-        entries[h.name] = entry
-    doc = {"all": {"vars": vars_, "hosts": entries}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
-    os.replace(tmp, path)
-    return path
+        return th.write_inventory(hosts, path, **group_vars)
+    # external only: no harness known_hosts file unless the caller names one
+    return th.write_inventory(hosts, path, **{"known_hosts": None, **group_vars})

@@ -7,7 +7,6 @@ run would (a subprocess running `invoke`), with a known_hosts file of the test's
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys

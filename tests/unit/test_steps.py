@@ -1,6 +1,5 @@
 """Steps as data: for each case, facts + probed state -> exact commands, or a no-op note."""
 
-from pathlib import Path
 
 import pytest
 import yaml
