@@ -30,12 +30,30 @@ def check_name(name: str) -> str:
 def hash_password(password: str, rounds: int = 12) -> str:
     import bcrypt
 
+    return bcrypt.hashpw(check_password(password).encode(), bcrypt.gensalt(rounds)).decode()
+
+
+def verify(password: str, hashed: str) -> bool:
+    """Does PASSWORD match a bcrypt HASHED? Other schemes ({SHA}, apr1) never match, so
+    setting the same password again upgrades such an entry to bcrypt."""
+    import bcrypt
+
+    if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+        return False
+    try:
+        return bcrypt.checkpw(password.encode(), hashed.encode())
+    except ValueError:
+        return False
+
+
+def check_password(password: str) -> str:
     if not password:
         raise AccountError("password is empty")
-    raw = password.encode()
-    if len(raw) > 72:
+    if len(password.encode()) > 72:
         raise AccountError("password is longer than 72 bytes (bcrypt's limit)")
-    return bcrypt.hashpw(raw, bcrypt.gensalt(rounds)).decode()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
+        raise AccountError("password has a control character (a stray newline or tab?)")
+    return password
 
 
 def parse(text: str) -> dict[str, str]:

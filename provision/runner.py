@@ -193,9 +193,13 @@ class HostRun:
                 facts, probed = self.gather(steps)
                 self.role.check_host(facts)
             self.role.after_phase(p, facts, self.opts.check)
-        status, label, note = self.role.verify(self.target, facts, self.opts.check)
-        self.say(status, label, note)
-        for line in self.role.summary(self.target, facts) if status == "ok" else []:
+        verdict = self.role.verify(self.target, facts, self.opts.check)
+        if verdict is not None:
+            status, label, note = verdict
+            self.say(status, label, note)
+            if status != "ok":
+                return
+        for line in self.role.summary(self.target, facts):
             self.report.note(self.target.name, line)
 
     def execute(self, plans: list[tuple[Step, Plan]]) -> bool | None:

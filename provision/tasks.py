@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 
 from invoke import Collection, Exit, task
 
@@ -63,6 +64,132 @@ def deploy(c, host=None, inventory=None, port=None, check=False, diff=False, off
         raise Exit(code=2)
 
 
+def _run_role(role, host, inventory, check: bool, ask_sudo_pass: bool) -> None:
+    """Hosts, runner, recap and exit status: the same for every task that changes hosts."""
+    from .runner import Options, run
+
+    targets = _targets(host, inventory, {})
+    results = run(targets, role, Options(check=check, sudo_password=_sudo_password(ask_sudo_pass)))
+    if any(r.failed for r in results.values()):
+        raise Exit(code=2)
+
+
+def _read_password(password_stdin: bool) -> str:
+    """One line from stdin, or a no-echo prompt typed twice; never an argument."""
+    from .htpasswd import check_password
+
+    if password_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+    else:
+        if not sys.stdin.isatty():
+            raise Exit("error: no terminal to prompt on: give the password on stdin with "
+                       "--password-stdin", code=2)
+        try:
+            password = getpass.getpass("New password: ")
+            again = getpass.getpass("Repeat it: ")
+        except (EOFError, KeyboardInterrupt):
+            raise Exit("error: no password given: nothing changed", code=2) from None
+        if password != again:
+            raise Exit("error: the two passwords differ: nothing changed", code=2)
+    check_password(password)
+    return password
+
+
+HOSTS_HELP = {
+    "host": HOST_HELP,
+    "inventory": INVENTORY_HELP,
+    "check": "show what would change; change nothing",
+    "ask-sudo-pass": "prompt for the sudo password of the SSH user",
+}
+
+
+@task(iterable=["host"], help={**HOSTS_HELP, "name": "the account's user name",
+                               "password-stdin": "read the password as one line from stdin"})
+def add_user(c, name, password_stdin=False, host=None, inventory=None, check=False,
+             ask_sudo_pass=False):
+    """Add an upload account, or change its password (hashed here with bcrypt)."""
+    from .htpasswd import check_name
+    from .roles.accounts import AccountsRole
+
+    try:
+        check_name(name)
+        password = _read_password(password_stdin)
+        _run_role(AccountsRole("add", name, password), host, inventory, check, ask_sudo_pass)
+    except ProvisionError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+
+
+@task(iterable=["host"], help={**HOSTS_HELP, "name": "the account to remove"})
+def remove_user(c, name, host=None, inventory=None, check=False, ask_sudo_pass=False):
+    """Remove an upload account (a missing one is fine)."""
+    from .htpasswd import check_name
+    from .roles.accounts import AccountsRole
+
+    try:
+        check_name(name)
+        _run_role(AccountsRole("remove", name), host, inventory, check, ask_sudo_pass)
+    except ProvisionError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+
+
+@task(iterable=["host"], help={k: v for k, v in HOSTS_HELP.items() if k != "check"})
+def list_users(c, host=None, inventory=None, ask_sudo_pass=False):
+    """List the upload accounts (names only)."""
+    from .roles.accounts import AccountsRole
+
+    try:
+        _run_role(AccountsRole("list"), host, inventory, False, ask_sudo_pass)
+    except ProvisionError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+
+
+@task(help={
+    "host": "the server: [USER@]HOST or an inventory host (default: the inventory's only host)",
+    "inventory": INVENTORY_HELP,
+    "username": "the account to upload with (twine asks otherwise)",
+    "name": "the repository's name in .pypirc, for `twine upload -r NAME` (default private)",
+    "extra": "pip: extra-index-url instead of index-url (the dependency-confusion hole)",
+    "write": "merge into your pip.conf and ~/.pypirc instead of printing",
+    "password-stdin": "read the upload password from stdin and store it in .pypirc (0600)",
+    "pip-conf": "pip config file to write (default ~/.config/pip/pip.conf)",
+    "pypirc": ".pypirc to write (default ~/.pypirc)",
+    "url": "the index's base URL if clients reach it otherwise (e.g. https://pypi.example.org/)",
+})
+def client_config(c, host=None, inventory=None, username=None, name="private", extra=False,
+                  write=False, password_stdin=False, pip_conf=None, pypirc=None, url=None):
+    """Print (or --write) the pip.conf and .pypirc that point pip and twine at the server."""
+    from pathlib import Path
+
+    from . import clientconfig as cc
+    from .roles.pypiserver import PypiserverRole
+
+    try:
+        if not url:
+            targets = _targets([host] if host else None, inventory, {})
+            if len(targets) != 1:
+                raise Exit("error: client-config takes one server: pass --host", code=2)
+            (t,) = targets
+            v = PypiserverRole().vars(t)
+            url = f"http://{v['pypiserver_url_host'] or t.ssh_host}:{v['pypiserver_port']}/"
+        password = _read_password(True) if password_stdin else None
+        pip_text, pypirc_text = cc.render(url, name, username, password, extra)
+        if extra:
+            print(cc.DEPENDENCY_CONFUSION, file=sys.stderr)
+        if not write:
+            shown = pypirc_text.replace(f"password = {password}", "password = (hidden; written with --write)") \
+                if password else pypirc_text
+            default_pip, default_rc = cc.default_paths()
+            print(f"# --- {pip_conf or default_pip} ---\n{pip_text}\n# --- {pypirc or default_rc} ---\n{shown}", end="")
+            return
+        default_pip, default_rc = cc.default_paths()
+        print(cc.write_merged(Path(pip_conf or default_pip), pip_text))
+        print(cc.write_merged(Path(pypirc or default_rc), pypirc_text, mode=0o600))
+    except ProvisionError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+
+
 @task(help={"name": "machine name of the test host (default pypi-test)"})
 def testhost_up(c, name="pypi-test"):
     """Boot a local throwaway Debian 12 host (systemd-nspawn) and write .testhost/inventory.yml."""
@@ -88,4 +215,4 @@ def _testhost_cli(testhost, argv):
         raise Exit(code=code)
 
 
-ns = Collection(deploy, testhost_up, testhost_down)
+ns = Collection(deploy, add_user, remove_user, list_users, client_config, testhost_up, testhost_down)

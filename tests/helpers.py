@@ -76,3 +76,45 @@ def sh(host, cmd: str, input: bytes | None = None, check: bool = True) -> subpro
     return subprocess.CompletedProcess(res.args, res.returncode,
                                        res.stdout.decode(errors="replace"),
                                        res.stderr.decode(errors="replace"))
+
+
+def invoke_on_tty(args: list[str], answers: list[str], timeout: float = 60) -> tuple[int, str]:
+    """Run `invoke ARGS` on a real pseudo-terminal, typing ANSWERS at each password prompt."""
+    import fcntl
+    import os
+    import select
+    import termios
+    import time
+
+    master, slave = os.openpty()
+
+    def become_tty_owner():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, stdin=slave,
+                            stdout=slave, stderr=slave, preexec_fn=become_tty_owner, close_fds=True)
+    os.close(slave)
+    out, pending, deadline = b"", list(answers), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                prompts = out.count(b"password: ") + out.count(b"Repeat it: ")
+                # answer each prompt once, after it shows: getpass flushes earlier input
+                if pending and prompts > len(answers) - len(pending):
+                    os.write(master, pending.pop(0).encode() + b"\n")
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=max(1, deadline - time.monotonic())), out.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .. import wheels
+from . import Role
 from ..errors import InventoryError, StepError, UnsupportedHost
 from ..facts import HostFacts, _vkey
 from ..steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree,
@@ -45,13 +46,13 @@ def templates_dir() -> Path:
     return packaged if packaged.is_dir() else HERE.parent / "templates"
 
 
-def render(name: str, **context) -> str:
+def render(template: str, **context) -> str:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True)
-    return env.get_template(name).render(**context)
+    return env.get_template(template).render(**context)
 
 
 def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | None:
@@ -79,7 +80,7 @@ def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | 
     return None
 
 
-class PypiserverRole:
+class PypiserverRole(Role):
     name = "pypiserver"
 
     def __init__(self, overrides: dict | None = None, diff: bool = False):

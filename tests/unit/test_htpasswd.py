@@ -32,3 +32,14 @@ def test_empty_and_overlong_passwords_refused():
         htpasswd.set_user("", "u", "")
     with pytest.raises(htpasswd.AccountError, match="72 bytes"):
         htpasswd.set_user("", "u", "x" * 73)
+
+
+def test_verify_only_matches_bcrypt_of_the_same_password():
+    hashed = htpasswd.hash_password("right", rounds=4)
+    assert htpasswd.verify("right", hashed) and not htpasswd.verify("wrong", hashed)
+    assert not htpasswd.verify("right", "{SHA}abc=")  # weak schemes get re-set as bcrypt
+
+
+def test_control_characters_in_passwords_refused():
+    with pytest.raises(htpasswd.AccountError, match="control character"):
+        htpasswd.check_password("pw\n")

@@ -141,3 +141,36 @@ def test_rpm_probe_asks_by_capability():
     """EL 8's python3 is provided by the python36 package: ask rpm what provides it."""
     probe = steps.Packages({"RedHat": ["python3"]}, {"RedHat": "yum install -y -q {packages}"}).probes()["pkgs"]
     assert 'rpm -q --whatprovides "$p"' in probe
+
+
+def _htpasswd_probe(text: str, owner="root pypi 640") -> dict:
+    import base64
+    return {"file": f"{owner}\n__content__\n{base64.b64encode(text.encode()).decode()}"}
+
+
+def test_htpasswd_entry_add_update_remove_keep_owner_and_mode():
+    from provision import htpasswd
+
+    facts = distro_facts("debian-12")
+    existing = "other:" + htpasswd.hash_password("x", rounds=4) + "\n"
+    add = steps.HtpasswdEntry("/etc/pypiserver/htpasswd", "demo", "pw", lambda: "$2b$12$NEWHASH")
+    (write,) = add.plan(facts, _htpasswd_probe(existing)).actions
+    assert (write.owner, write.group, write.mode, write.secret) == ("root", "pypi", 0o640, True)
+    assert write.content.decode() == existing + "demo:$2b$12$NEWHASH\n"
+    same = "demo:" + htpasswd.hash_password("pw", rounds=4) + "\n"
+    assert not add.plan(facts, _htpasswd_probe(same)).changed  # same password: nothing to do
+    assert add.plan(facts, _htpasswd_probe("demo:{SHA}old=\n")).note == "change the password of demo"
+    rm = steps.HtpasswdEntry("/etc/pypiserver/htpasswd", "other")
+    (write,) = rm.plan(facts, _htpasswd_probe(existing + same)).actions
+    assert write.content.decode() == same
+    assert rm.plan(facts, _htpasswd_probe(same)).note == "no account other"
+    with pytest.raises(StepError, match="deploy pypiserver first"):
+        add.plan(facts, {"file": ""})
+
+
+def test_htpasswd_names_lists_names_only():
+    names = steps.HtpasswdNames("/etc/pypiserver/htpasswd")
+    assert "cut -d: -f1" in names.probes()["names"]
+    assert names.plan(distro_facts("debian-12"), {"names": "__file__\nalice\nbob"}).note == "2: alice, bob"
+    with pytest.raises(StepError):
+        names.plan(distro_facts("debian-12"), {"names": ""})
