@@ -67,3 +67,19 @@ def test_write_merged_backs_up_and_sets_mode(tmp_path):
     pip_conf, _ = cc.render(URL, "private", None, None, extra=False)
     cc.write_merged(fresh, pip_conf)
     assert fresh.read_text() == pip_conf and not list(fresh.parent.glob("*.bak-*"))
+
+
+def test_cli_writes_where_told(tmp_path):
+    """Through the real CLI, no server needed with --url: e.g. a venv's own pip.conf."""
+    from tests.helpers import invoke
+
+    venv_conf, rc = tmp_path / "venv" / "pip.conf", tmp_path / "pypirc"
+    res = invoke("client-config", "--url", "https://pypi.example.org/", "--username", "ci",
+                 "--name", "corp", "--write", "--pip-conf", str(venv_conf), "--pypirc", str(rc))
+    assert res.returncode == 0, res.stderr
+    assert venv_conf.read_text().splitlines()[2] == "index-url = https://pypi.example.org/simple/"
+    assert "[corp]\nrepository = https://pypi.example.org/\nusername = ci\n" in rc.read_text()
+    assert stat.S_IMODE(rc.stat().st_mode) == 0o600
+    again = invoke("client-config", "--url", "https://pypi.example.org/", "--username", "ci",
+                   "--name", "corp", "--write", "--pip-conf", str(venv_conf), "--pypirc", str(rc))
+    assert again.stdout.count("ok ") == 2  # already set: nothing rewritten
