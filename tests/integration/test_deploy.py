@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from provision import htpasswd
 from tests.external import is_external, reboot_disabled, write_inventory
 from tests.helpers import clean_env, http_get, invoke, make_wheel, recap, sh
 
@@ -47,15 +46,13 @@ def deployed(hosts, inventory):
 
 
 @pytest.fixture(scope="module")
-def account(deployed):
-    """An upload account written with the project's own htpasswd code."""
+def account(deployed, inventory):
+    """An upload account, added the way a user does (invoke add-user, password on stdin)."""
     host, _ = deployed
-    current = sh(host, "cat /etc/pypiserver/htpasswd").stdout
-    text, action = htpasswd.set_user(current, "demouser", PASSWORD)
-    assert action == "added"
-    sh(host, "cat > /etc/pypiserver/htpasswd.new && chown root:pypi /etc/pypiserver/htpasswd.new "
-              "&& chmod 0640 /etc/pypiserver/htpasswd.new "
-              "&& mv /etc/pypiserver/htpasswd.new /etc/pypiserver/htpasswd", input=text.encode())
+    res = invoke("add-user", "demouser", "--password-stdin", "--inventory", str(inventory),
+                 "--host", host.name, input=PASSWORD + "\n")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "[add demouser]" in res.stdout
     return "demouser"
 
 
