@@ -62,6 +62,28 @@ class Report:
             status = "ok" if line.startswith("+") else "failed" if line.startswith("-") else ""
             self.write("    " + self._paint(status, line))
 
+    def progress(self, host: str, what: str, total: int):
+        """A callback(sent | None) drawing a progress bar on a terminal, for long transfers."""
+        if not self.stream.isatty() or total < 2_000_000:
+            return None
+        import time
+
+        state = {"last": 0.0}
+
+        def update(sent):
+            now = time.monotonic()
+            if sent is not None and now - state["last"] < 0.2:
+                return
+            state["last"] = now
+            done = total if sent is None else min(sent, total)
+            bar = "#" * int(30 * done / total)
+            end = "\n" if sent is None else ""
+            with self._lock:
+                self.stream.write(f"\r{host:<{self.width}}  sending  [{bar:<30}] "
+                                  f"{done / 1e6:6.1f}/{total / 1e6:.1f} MB{end}")
+                self.stream.flush()
+        return update
+
     def recap(self, results: dict[str, Counts]) -> None:
         self.write("RECAP")
         for host, c in results.items():

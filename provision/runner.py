@@ -82,8 +82,17 @@ def upload_command(u: Upload) -> str:
             f"mv -f \"$f\" {d}/; done")
 
 
-def tar_producer(files):
-    def produce(send):
+def tar_producer(files, progress=None):
+    def produce(raw_send):
+        sent = 0
+
+        def send(data: bytes):
+            nonlocal sent
+            raw_send(data)
+            sent += len(data)
+            if progress:
+                progress(sent)
+
         class Sink(io.RawIOBase):
             def writable(self):
                 return True
@@ -99,6 +108,8 @@ def tar_producer(files):
                 info.uname = info.gname = "root"
                 with open(f, "rb") as fh:
                     tar.addfile(info, fh)
+        if progress:
+            progress(None)  # done
     return produce
 
 
@@ -215,7 +226,9 @@ class HostRun:
             return bool(changed)
         for _, step, plan in changed:
             for up in (a for a in plan.actions if isinstance(a, Upload)):
-                res = self.remote.stream(upload_command(up), tar_producer(up.files))
+                total = sum(f.stat().st_size for f in up.files)
+                progress = self.report.progress(self.target.name, step.name, total)
+                res = self.remote.stream(upload_command(up), tar_producer(up.files, progress))
                 if res.rc != 0:
                     self.say("failed", step.name, _last(res.stderr or res.stdout))
                     return None
@@ -257,6 +270,9 @@ class HostRun:
         for a in plan.actions:
             if isinstance(a, WriteFile):
                 self.report.diff(self.target.name, a.path, a.old, a.content, a.secret)
+            elif isinstance(a, Upload):
+                for f in a.files:
+                    self.report.write(f"    + {a.dest}/{f.name} ({f.stat().st_size:,} bytes)")
 
 
 def _last(text: str) -> str:

@@ -585,3 +585,53 @@ class HtpasswdNames(Step):
             raise StepError(f"{self.path} not found: deploy pypiserver first (invoke deploy)")
         names = [n for n in lines[lines.index("__file__") + 1:] if n]
         return Plan(note=f"{len(names)}: {', '.join(names)}" if names else "no accounts")
+
+
+class MirroredFiles(Step):
+    """Distribution files placed in the packages directory by `invoke mirror`.
+
+    Compared by name and size with what the directory holds (in the facts round trip);
+    only missing files are sent, as one tar stream whose files appear by rename. A file
+    that exists with another size is kept unless `overwrite`. A manifest on the host lists
+    what mirror placed, so `prune` removes only those, never an uploaded package.
+    """
+
+    MANIFEST = "/var/lib/provision/mirror-manifest"
+
+    def __init__(self, dest: str, files: Callable[[HostFacts], list[Path]], owner: str,
+                 overwrite: bool = False, prune: bool = False):
+        self.dest, self.files, self.owner = dest, files, owner
+        self.overwrite, self.prune = overwrite, prune
+        self.name = f"Ensure the mirrored distributions are in {dest}."
+
+    def probes(self):
+        return {"ls": f"find {q(self.dest)} -maxdepth 1 -type f ! -name '.*' -printf '%f %s\\n'",
+                "manifest": f"cat {q(self.MANIFEST)}"}
+
+    def plan(self, facts, probed):
+        files = self.files(facts)
+        have = dict(line.rsplit(" ", 1) for line in probed["ls"].splitlines() if " " in line)
+        placed = set(probed["manifest"].split())
+        missing = [f for f in files if f.name not in have]
+        differ = [f for f in files if f.name in have and have[f.name] != str(f.stat().st_size)]
+        send = missing + (differ if self.overwrite else [])
+        wanted = {f.name for f in files}
+        stale = sorted(n for n in placed if n not in wanted and n in have) if self.prune else []
+        actions: list = []
+        if send:
+            actions.append(Upload(send, self.dest, self.owner, self.owner, 0o644))
+        if stale:
+            actions.append(Command("cd " + q(self.dest) + " && rm -f -- " + " ".join(q(n) for n in stale)))
+        manifest = sorted((placed | {f.name for f in send}) - set(stale))
+        if actions and manifest != sorted(placed):
+            actions.append(WriteFile(self.MANIFEST, "".join(n + "\n" for n in manifest).encode()))
+            actions.insert(0, Command(f"mkdir -p {q(str(Path(self.MANIFEST).parent))}"))
+        size = sum(f.stat().st_size for f in send)
+        parts = [f"{len(files)} files", f"{len(files) - len(missing) - len(differ)} present"]
+        if send:
+            parts.append(f"send {len(send)} ({size / 1e6:.1f} MB)")
+        if differ and not self.overwrite:
+            parts.append(f"kept {len(differ)} that differ (use --overwrite)")
+        if stale:
+            parts.append(f"prune {len(stale)}")
+        return Plan(actions, ", ".join(parts))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 import sys
 
 from invoke import Collection, Exit, task
@@ -190,6 +191,40 @@ def client_config(c, host=None, inventory=None, username=None, name="private", e
         raise Exit(f"error: {exc}", code=2) from None
 
 
+@task(iterable=["host", "python", "platform"], help={
+    **HOSTS_HELP,
+    "requirement": "requirements file to mirror (pip's format)",
+    "python": "also for this Python version, e.g. 3.6 (repeatable)",
+    "platform": "also for this platform tag, e.g. manylinux2014_x86_64 (repeatable)",
+    "overwrite": "replace files that exist on the server with another size",
+    "prune": "remove files mirror placed before that the requirements no longer need",
+    "diff": "list the files that would be sent (with --check)",
+})
+def mirror(c, requirement, host=None, inventory=None, python=None, platform=None, check=False,
+           diff=False, overwrite=False, prune=False, ask_sudo_pass=False):
+    """Cache the packages of a requirements file (with dependencies) on the servers."""
+    from pathlib import Path
+
+    from .roles.mirror import MirrorRole
+    from .runner import Options, run
+
+    try:
+        req = Path(requirement)
+        if not req.is_file():
+            raise Exit(f"error: requirements file {requirement} not found", code=2)
+        for py in python or []:
+            if not re.fullmatch(r"3\.\d{1,2}", py):
+                raise Exit(f"error: --python takes a version like 3.11, got {py!r}", code=2)
+        role = MirrorRole(req, list(python or []), list(platform or []), overwrite, prune)
+        targets = _targets(host, inventory, {})
+        opts = Options(check=check, diff=diff, sudo_password=_sudo_password(ask_sudo_pass))
+        results = run(targets, role, opts)
+    except ProvisionError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+    if any(r.failed for r in results.values()):
+        raise Exit(code=2)
+
+
 @task(help={"name": "machine name of the test host (default pypi-test)"})
 def testhost_up(c, name="pypi-test"):
     """Boot a local throwaway Debian 12 host (systemd-nspawn) and write .testhost/inventory.yml."""
@@ -215,4 +250,5 @@ def _testhost_cli(testhost, argv):
         raise Exit(code=code)
 
 
-ns = Collection(deploy, add_user, remove_user, list_users, client_config, testhost_up, testhost_down)
+ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, testhost_up,
+                testhost_down)

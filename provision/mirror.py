@@ -1,0 +1,132 @@
+"""Resolve a requirements file on the control machine and download what clients need.
+
+One download target per (Python version, platform): the control machine's own (a plain
+`pip download`, wheels where they exist and sdists otherwise), the server host's own and
+any asked for with --python/--platform (binary wheels for that interpreter and platform:
+pip cannot build an sdist for a foreign target). Files land in one shared cache; each
+target's resolution is remembered by the hash of the requirements and the target, so a
+second run with nothing new runs no pip at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ProvisionError
+
+MIRROR_CACHE = Path(os.environ.get("PROVISION_MIRROR_CACHE",
+                                   Path.home() / ".cache" / "provision" / "mirror"))
+PIP_TIMEOUT = 900
+_lock = threading.Lock()
+
+
+class MirrorError(ProvisionError):
+    """Raised when the requirements cannot be resolved or downloaded (names the requirement)."""
+
+
+@dataclass(frozen=True)
+class DownloadTarget:
+    python: str | None = None          # "3.11"; None: this machine's interpreter
+    platforms: tuple[str, ...] = ()    # pip --platform tags; () with python None: native
+
+    @property
+    def native(self) -> bool:
+        return self.python is None and not self.platforms
+
+    def label(self) -> str:
+        if self.native:
+            return f"this machine (cp{sys.version_info[0]}{sys.version_info[1]})"
+        return f"cp{(self.python or '').replace('.', '')} {self.platforms[0] if self.platforms else 'any'}"
+
+
+@dataclass
+class Resolved:
+    files: list[Path] = field(default_factory=list)
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+
+
+def _key(requirements: str, target: DownloadTarget) -> str:
+    blob = json.dumps([requirements, target.python, list(target.platforms)], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _pip_args(target: DownloadTarget) -> list[str]:
+    if target.native:
+        return []
+    args = ["--only-binary=:all:", "--implementation", "cp"]
+    if target.python:
+        args += ["--python-version", target.python]
+    for tag in target.platforms:
+        args += ["--platform", tag]
+    return args
+
+
+def _culprit(output: str) -> str:
+    for pattern in (r"No matching distribution found for (\S+)",
+                    r"Could not find a version that satisfies the requirement (\S+)",
+                    r"Cannot install (.+?) because", r"ResolutionImpossible"):
+        m = re.search(pattern, output)
+        if m:
+            return m[1] if m.groups() else "the requirements (conflicting versions)"
+    return ""
+
+
+def resolve(requirements_file: Path, target: DownloadTarget, cache: Path | None = None) -> Resolved:
+    """Files for one target, from the cache when this resolution was done before."""
+    cache = cache or MIRROR_CACHE
+    try:
+        text = requirements_file.read_text()
+    except OSError as exc:
+        raise MirrorError(f"cannot read {requirements_file}: {exc.strerror or exc}") from exc
+    files_dir, manifests = cache / "files", cache / "resolutions"
+    manifest = manifests / f"{_key(text, target)}.json"
+    with _lock:
+        if manifest.exists():
+            names = json.loads(manifest.read_text())
+            if all((files_dir / n).exists() for n in names):
+                return Resolved([files_dir / n for n in names])
+        files_dir.mkdir(parents=True, exist_ok=True)
+        manifests.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
+                   "--no-input", "-q", "-d", tmp, "--find-links", str(files_dir),
+                   "-r", str(requirements_file.resolve()), *_pip_args(target)]
+            # our cache is the only find-links; the user's index settings still apply
+            env = {k: v for k, v in os.environ.items() if k not in ("PIP_FIND_LINKS", "PIP_NO_INDEX")}
+            proc = None
+            for _attempt in range(2):  # one retry: a broken download or a network hiccup
+                try:
+                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT,
+                                          cwd=requirements_file.resolve().parent, env=env)
+                except subprocess.TimeoutExpired:
+                    raise MirrorError(f"pip download timed out after {PIP_TIMEOUT} s "
+                                      f"({target.label()})") from None
+                if proc.returncode == 0 or _culprit(proc.stdout + proc.stderr):
+                    break
+            out = proc.stdout + proc.stderr
+            if proc.returncode != 0:
+                culprit = _culprit(out)
+                last = [ln for ln in out.splitlines() if ln.strip()][-1:] or ["no output"]
+                if culprit:
+                    raise MirrorError(f"cannot resolve {culprit} for {target.label()}: nothing was sent")
+                raise MirrorError(f"pip download failed for {target.label()}: {last[0].strip()}")
+            got = Resolved()
+            for f in sorted(Path(tmp).iterdir()):
+                dest = files_dir / f.name
+                if not dest.exists():
+                    got.downloaded += 1
+                    got.downloaded_bytes += f.stat().st_size
+                    os.replace(f, dest)  # the temp dir is inside the cache: same filesystem
+                got.files.append(dest)
+        manifest.write_text(json.dumps([f.name for f in got.files]))
+        return got
