@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,9 +56,44 @@ class Resolved:
     downloaded_bytes: int = 0
 
 
-def _key(requirements: str, target: DownloadTarget) -> str:
-    blob = json.dumps([requirements, target.python, list(target.platforms)], sort_keys=True)
+def _included(path: Path, seen: set[Path]) -> list[str]:
+    """The text of a requirements file and of every file it pulls in with -r / -c."""
+    path = path.resolve()
+    if path in seen:
+        return []
+    seen.add(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise MirrorError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    texts = [text]
+    for line in text.splitlines():
+        m = re.match(r"^\s*(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)", line)
+        if m:
+            texts += _included(path.parent / m[1], seen)
+    return texts
+
+
+def _key(texts: list[str], target: DownloadTarget) -> str:
+    blob = json.dumps([texts, target.python, list(target.platforms)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def native_covers(python: str, glibc: str, arch: str) -> bool:
+    """Do this machine's own downloads fit a host with this Python, glibc and CPU?
+
+    Same interpreter version and CPU, and a glibc at least as new as ours: every wheel pip
+    picks here loads there, so resolving again for the host would only repeat the work.
+    """
+    import platform
+
+    here = platform.libc_ver()
+    if here[0] != "glibc" or not glibc:
+        return False
+    mine = tuple(int(x) for x in here[1].split(".")[:2])
+    theirs = tuple(int(x) for x in glibc.split(".")[:2])
+    return (python == f"{sys.version_info[0]}.{sys.version_info[1]}"
+            and arch == platform.machine() and theirs >= mine)
 
 
 def _pip_args(target: DownloadTarget) -> list[str]:
@@ -81,17 +117,16 @@ def _culprit(output: str) -> str:
     return ""
 
 
-def resolve(requirements_file: Path, target: DownloadTarget, cache: Path | None = None) -> Resolved:
-    """Files for one target, from the cache when this resolution was done before."""
+def resolve(requirements_file: Path, target: DownloadTarget, cache: Path | None = None,
+            max_age: float = 12 * 3600) -> Resolved:
+    """Files for one target, from the cache when this resolution was done less than
+    MAX_AGE seconds ago (0: resolve again: unpinned requirements pick up new releases)."""
     cache = cache or MIRROR_CACHE
-    try:
-        text = requirements_file.read_text()
-    except OSError as exc:
-        raise MirrorError(f"cannot read {requirements_file}: {exc.strerror or exc}") from exc
+    texts = _included(requirements_file, set())
     files_dir, manifests = cache / "files", cache / "resolutions"
-    manifest = manifests / f"{_key(text, target)}.json"
+    manifest = manifests / f"{_key(texts, target)}.json"
     with _lock:
-        if manifest.exists():
+        if manifest.exists() and time.time() - manifest.stat().st_mtime < max_age:
             names = json.loads(manifest.read_text())
             if all((files_dir / n).exists() for n in names):
                 return Resolved([files_dir / n for n in names])

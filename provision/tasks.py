@@ -199,9 +199,10 @@ def client_config(c, host=None, inventory=None, username=None, name="private", e
     "overwrite": "replace files that exist on the server with another size",
     "prune": "remove files mirror placed before that the requirements no longer need",
     "diff": "list the files that would be sent (with --check)",
+    "refresh": "resolve again now (a resolution is otherwise reused for 12 hours)",
 })
 def mirror(c, requirement, host=None, inventory=None, python=None, platform=None, check=False,
-           diff=False, overwrite=False, prune=False, ask_sudo_pass=False):
+           diff=False, overwrite=False, prune=False, refresh=False, ask_sudo_pass=False):
     """Cache the packages of a requirements file (with dependencies) on the servers."""
     from pathlib import Path
 
@@ -215,7 +216,8 @@ def mirror(c, requirement, host=None, inventory=None, python=None, platform=None
         for py in python or []:
             if not re.fullmatch(r"3\.\d{1,2}", py):
                 raise Exit(f"error: --python takes a version like 3.11, got {py!r}", code=2)
-        role = MirrorRole(req, list(python or []), list(platform or []), overwrite, prune)
+        role = MirrorRole(req, list(python or []), list(platform or []), overwrite, prune,
+                          max_age=0 if refresh else 12 * 3600)
         targets = _targets(host, inventory, {})
         opts = Options(check=check, diff=diff, sudo_password=_sudo_password(ask_sudo_pass))
         results = run(targets, role, opts)

@@ -19,9 +19,11 @@ class MirrorRole(Role):
     name = "mirror"
 
     def __init__(self, requirements: Path, pythons: list[str], platforms: list[str],
-                 overwrite: bool = False, prune: bool = False, with_host: bool = True):
+                 overwrite: bool = False, prune: bool = False, with_host: bool = True,
+                 max_age: float = 12 * 3600):
         self.requirements, self.pythons, self.platforms = requirements, pythons, platforms
         self.overwrite, self.prune, self.with_host = overwrite, prune, with_host
+        self.max_age = max_age
         self.downloaded = 0
         self.downloaded_bytes = 0
 
@@ -29,7 +31,7 @@ class MirrorRole(Role):
         found = [mirror.DownloadTarget()]
         if self.with_host and facts.glibc and facts.arch:
             chosen = choose_python(facts, predict=True)
-            if chosen:
+            if chosen and not mirror.native_covers(chosen[0], facts.glibc, facts.arch):
                 found.append(mirror.DownloadTarget(chosen[0], tuple(wheels.platform_tags(facts.glibc, facts.arch))))
         for py in self.pythons or ([None] if self.platforms else []):
             found.append(mirror.DownloadTarget(py, tuple(self.platforms)))
@@ -43,7 +45,7 @@ class MirrorRole(Role):
         out: dict[str, Path] = {}
         try:
             for target in self.targets(facts):
-                got = mirror.resolve(self.requirements, target)
+                got = mirror.resolve(self.requirements, target, max_age=self.max_age)
                 self.downloaded += got.downloaded
                 self.downloaded_bytes += got.downloaded_bytes
                 out.update((f.name, f) for f in got.files)

@@ -81,3 +81,28 @@ def test_second_resolution_runs_no_pip(tmp_path, monkeypatch):
     assert again.files == first.files and again.downloaded == 0
     assert time.monotonic() - start < 0.2
     assert Path(again.files[0]).is_file()
+
+
+def test_native_downloads_cover_a_host_like_this_machine():
+    import platform
+    import sys
+
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    glibc = platform.libc_ver()[1]
+    assert mirror.native_covers(here, glibc, platform.machine())
+    assert mirror.native_covers(here, "2.99", platform.machine())  # newer glibc loads ours
+    assert not mirror.native_covers(here, "2.17", platform.machine())  # CentOS 7: maybe not
+    assert not mirror.native_covers("3.6", glibc, platform.machine())
+    assert not mirror.native_covers(here, glibc, "aarch64" if platform.machine() != "aarch64" else "x86_64")
+
+
+def test_included_files_are_part_of_the_resolution_key(tmp_path):
+    (tmp_path / "base.txt").write_text("six\n")
+    (tmp_path / "c.txt").write_text("six<2\n")
+    req = tmp_path / "requirements.txt"
+    req.write_text("-r base.txt\n--constraint c.txt\nrequests\n")
+    texts = mirror._included(req, set())
+    assert texts == ["-r base.txt\n--constraint c.txt\nrequests\n", "six\n", "six<2\n"]
+    key = mirror._key(texts, mirror.DownloadTarget())
+    (tmp_path / "c.txt").write_text("six<1.16\n")
+    assert mirror._key(mirror._included(req, set()), mirror.DownloadTarget()) != key
