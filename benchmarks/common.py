@@ -1,6 +1,26 @@
-"""What the benchmark scripts share: tearing down the test hosts they booted."""
+"""What the benchmark scripts share: start-up checks and tearing down what they booted."""
+
+import shutil
+import signal
+import sys
+import time
 
 from provision import testhost
+
+
+def preflight(script: str) -> bool:
+    """True if test hosts can boot here; else say why on stderr."""
+    reason = testhost.preflight()
+    if reason:
+        print(f"{script}: {reason}", file=sys.stderr)
+    return reason is None
+
+
+def sigterm_interrupts() -> None:
+    """Treat SIGTERM like Ctrl-C, so a killed benchmark still cleans up."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def destroy_own_hosts(hosts, before: set, prefix: str, log) -> None:
@@ -16,3 +36,17 @@ def destroy_own_hosts(hosts, before: set, prefix: str, log) -> None:
             log(f"could not destroy {name}: {exc} (python -m provision.testhost down {name})")
     if mine:
         log(f"destroyed {', '.join(mine)}")
+
+
+def clean_up(hosts, before: set, prefix: str, work, log, t_start: float, first=None) -> None:
+    """The end of every run: `first()` (e.g. close SSH masters), hosts, temp dir, timing.
+    Ctrl-C is ignored meanwhile, so a second one cannot leave hosts behind."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if first is not None:
+            first()
+        destroy_own_hosts(hosts, before, prefix, log)
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    log(f"total {time.monotonic() - t_start:.0f}s")

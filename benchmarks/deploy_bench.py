@@ -31,7 +31,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from provision import testhost  # noqa: E402
-from common import destroy_own_hosts  # noqa: E402
+from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
 
 ANCHORS_SRC = Path(os.environ.get("PROVISION_BENCH_ANCHORS", "/work/shared/anchors"))
 CACHE = Path(os.environ.get("PROVISION_BENCH_CACHE", "/var/cache/provision-bench"))
@@ -518,18 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be >= 1")
-    reason = testhost.preflight()
-    if reason:
-        print(f"deploy_bench: {reason}", file=sys.stderr)
+    if not preflight("deploy_bench"):
         return 2
     wanted = set(args.only or TOOLS)
     if "floor" in wanted:
         wanted.add("pyinfra")  # the floor checks the pyinfra-deployed host (anchor layout)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-
+    sigterm_interrupts()
     t_start = time.monotonic()
     peers = setup_peers(wanted)
     skipped = {t: r for t, r in peers.skipped.items() if t in wanted}
@@ -631,16 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"test host error: {exc}")
         return 2
     finally:
-        # Ctrl-C during clean-up must not leave hosts behind: ignore SIGINT until done.
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            if "ansible" in tools:
-                tools["ansible"].close()
-            destroy_own_hosts(hosts, before, HOST_PREFIX, log)
-            shutil.rmtree(work, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, old)
-        log(f"total {time.monotonic() - t_start:.0f}s")
+        clean_up(hosts, before, HOST_PREFIX, work, log, t_start,
+                 first=tools["ansible"].close if "ansible" in tools else None)
     return 0 if all_pass else 1
 
 

@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from provision import testhost  # noqa: E402
-from common import destroy_own_hosts  # noqa: E402
+from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
 from deploy_bench import count_channels, host_prepare, journal_cursor, last_line  # noqa: E402
 
 HOST_PREFIX = "mrb"
@@ -153,14 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="our second (nothing new) runs (default 5)")
     ap.add_argument("--keep-output", metavar="DIR", help="save every command's output in DIR")
     args = ap.parse_args(argv)
-    reason = testhost.preflight()
-    if reason:
-        print(f"mirror_bench: {reason}", file=sys.stderr)
+    if not preflight("mirror_bench"):
         return 2
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
+    sigterm_interrupts()
 
     t_start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mirror-bench."))
@@ -419,13 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"test host error: {exc}")
         return 2
     finally:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            destroy_own_hosts(hosts, before, HOST_PREFIX, log)
-            shutil.rmtree(work, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, old)
-        log(f"total {time.monotonic() - t_start:.0f}s")
+        clean_up(hosts, before, HOST_PREFIX, work, log, t_start)
     return 0 if ok else 1
 
 
@@ -441,7 +429,7 @@ def report(res: dict, notes: list[str], runs: int, n_req: int) -> bool:
     print()
     print(f"Results: {n_req} pinned requirements; ours {o.get('files')} files ({fmt(o.get('mb'), '.1f')} MB), "
           f"pip download {t.get('files')} files ({fmt(t.get('mb'), '.1f')} MB)")
-    rows = [("tool", "first run wall s", "transfer only s", f"second run wall s", "exec channels (2nd run)")]
+    rows = [("tool", "first run wall s", "transfer only s", "second run wall s", "exec channels (2nd run)")]
     ch_span = "n/a" if not chs else (str(min(chs)) if min(chs) == max(chs) else f"{min(chs)}-{max(chs)}")
     rows.append(("ours (invoke mirror)", fmt(o.get("first")), fmt(o.get("transfer")),
                  f"{fmt(med)} (median of {len(sec)}, {fmt(min(sec) if sec else None)}-{fmt(max(sec) if sec else None)})",

@@ -47,7 +47,6 @@ import re
 import resource
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -62,7 +61,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import destroy_own_hosts  # noqa: E402
+from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
 
 HOST_PREFIX = "srv"
 OUR_PORT = 8000
@@ -822,14 +821,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--files >= 10, and --clients, --seconds, --rounds, --max-requests, --pip-runs >= 1")
 
     from provision import testhost
-    reason = testhost.preflight()
-    if reason:
-        print(f"serve_bench: {reason}", file=sys.stderr)
+    if not preflight("serve_bench"):
         return 2
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
+    sigterm_interrupts()
 
     t_start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="serve-bench."))
@@ -862,18 +856,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: {exc}")
         return 2
     finally:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C must not leave the host behind
-        try:
+        def host_side():
             if bench is not None:
                 try:
                     bench.cleanup()
                 except Exception as exc:  # noqa: BLE001
                     log(f"clean-up on the host failed: {exc}")
-            destroy_own_hosts(hosts, before, HOST_PREFIX, log)
-            shutil.rmtree(work, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, old)
-        log(f"total {time.monotonic() - t_start:.0f}s")
+        clean_up(hosts, before, HOST_PREFIX, work, log, t_start, first=host_side)
     return 0 if all_pass else 1
 
 
