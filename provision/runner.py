@@ -55,6 +55,10 @@ def render_actions(actions: list) -> str:
         if isinstance(a, Command):
             out.append(a.sh)
         elif isinstance(a, WriteFile):
+            if a.expect_sha256:
+                out.append(f"echo '{a.expect_sha256}  {a.path}' | sha256sum --quiet -c - >/dev/null 2>&1 "
+                           f"|| {{ echo {q(a.path + ' changed while this run read it: run again')} >&2; "
+                           f"exit 75; }}")
             body = base64.encodebytes(a.content).decode()
             out.append(f"_put {q(a.path)} {q(a.owner)} {q(a.group)} {a.mode:04o} <<'__PROVISION_EOF__'\n"
                        f"{body}__PROVISION_EOF__")

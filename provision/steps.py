@@ -39,6 +39,9 @@ class WriteFile:
     mode: int = 0o644
     old: bytes | None = None
     secret: bool = False
+    # sha256 the file must still have when it is replaced (read-modify-write steps): a
+    # concurrent change in between fails the step instead of being lost
+    expect_sha256: str | None = None
 
 
 @dataclass
@@ -566,7 +569,9 @@ class HtpasswdEntry(Step):
             entries[self.user] = self.hasher()
             note = f"change the password of {self.user}" if current else f"add {self.user}"
         new = htpasswd.render(entries).encode()
-        return Plan([WriteFile(self.path, new, owner, group, int(mode, 8), secret=True)], note)
+        read = hashlib.sha256(text.encode()).hexdigest()
+        return Plan([WriteFile(self.path, new, owner, group, int(mode, 8), secret=True,
+                               expect_sha256=read)], note)
 
 
 class HtpasswdNames(Step):

@@ -74,3 +74,21 @@ def test_upload_streams_a_tar_and_files_appear_whole(tmp_path):
     for f in files:
         assert (dest / f.name).read_bytes() == f.read_bytes()
         assert oct((dest / f.name).stat().st_mode & 0o777) == "0o644"
+
+
+def test_read_modify_write_refuses_a_file_changed_underneath(tmp_path):
+    import hashlib
+
+    target = tmp_path / "htpasswd"
+    target.write_text("alice:$2b$12$x\n")
+    read = hashlib.sha256(b"alice:$2b$12$x\n").hexdigest()
+    write = WriteFile(str(target), b"alice:$2b$12$x\nbob:$2b$12$y\n", USER, GROUP, 0o640,
+                      expect_sha256=read)
+    target.write_text("alice:$2b$12$x\ncarol:$2b$12$z\n")  # another run got there first
+    res = run_sh(apply_script([(0, Plan([write]))]))
+    assert res.returncode == 75
+    assert "changed while this run read it: run again" in res.stdout.decode()
+    assert "carol" in target.read_text()  # nothing lost
+    target.write_text("alice:$2b$12$x\n")
+    assert run_sh(apply_script([(0, Plan([write]))])).returncode == 0
+    assert "bob" in target.read_text()
