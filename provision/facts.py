@@ -186,13 +186,14 @@ class HostFacts:
         return self.selinux in ("enforcing", "permissive")
 
     def summary(self) -> str:
-        py = ", ".join(sorted(self.pythons, key=_vkey)) or "no python3"
+        py = ", ".join(sorted(self.pythons, key=version_key)) or "no python3"
         fw = "firewalld running" if self.firewalld else "no firewalld"
         return (f"{self.os_pretty}, python {py}, systemd {self.systemd or '?'}, {fw}, "
                 f"SELinux {self.selinux}")
 
 
-def _vkey(v: str) -> tuple:
+def version_key(v: str) -> tuple:
+    """'3.11' -> (3, 11): versions sort as numbers, not strings."""
     return tuple(int(x) for x in v.split(".") if x.isdigit())
 
 

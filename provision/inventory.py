@@ -89,8 +89,8 @@ def find_inventory(path: str | None) -> Path | None:
     return None
 
 
-def load(path: Path) -> dict[str, list[tuple[str, dict]]]:
-    """Parse an inventory file -> {group: [(host, merged vars)]}, 'all' included."""
+def load(path: Path) -> tuple[dict[str, list[tuple[str, dict]]], dict]:
+    """Parse an inventory file -> ({group: [(host, merged vars)]}, all.vars); 'all' is a group."""
     import yaml
 
     try:
@@ -120,13 +120,13 @@ def load(path: Path) -> dict[str, list[tuple[str, dict]]]:
         return members
 
     walk("all", data.get("all") or {}, {})
-    return groups
+    return groups, dict((data.get("all") or {}).get("vars") or {})
 
 
 def select(host_specs: list[str] | None, inventory: str | None, overrides: dict) -> list[Target]:
     """The targets of a run: --host values (inventory names, groups or addresses), else all."""
     path = find_inventory(inventory)
-    groups = load(path) if path else {"all": []}
+    groups, inventory_vars = load(path) if path else ({"all": []}, {})
     known = {name: vars_ for name, vars_ in groups["all"]}
     chosen: list[Target] = []
     if not host_specs:
@@ -139,7 +139,7 @@ def select(host_specs: list[str] | None, inventory: str | None, overrides: dict)
     else:
         specs = [s for spec in host_specs for s in spec.split(",") if s.strip()]
     # a literal address inherits all.vars of a chosen inventory, not of the test host's
-    all_vars = _all_vars(path) if path and str(path) != DEFAULT_INVENTORIES[-1] else {}
+    all_vars = inventory_vars if path and str(path) != DEFAULT_INVENTORIES[-1] else {}
     for spec in specs:
         if spec in groups:
             members = groups[spec]
@@ -156,13 +156,6 @@ def select(host_specs: list[str] | None, inventory: str | None, overrides: dict)
             seen.add(t.name)
             unique.append(t)
     return unique
-
-
-def _all_vars(path: Path) -> dict:
-    import yaml
-
-    data = yaml.safe_load(path.read_text()) or {}
-    return dict((data.get("all") or {}).get("vars") or {})
 
 
 def _with_overrides(t: Target, overrides: dict) -> Target:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import StepError
-from .facts import HostFacts, _vkey
+from .facts import HostFacts, version_key
+from .wheels import canonical_name
 
 q = shlex.quote
 
@@ -141,8 +142,8 @@ class PythonFromRepos(Step):
     def plan(self, facts, probed):
         if facts.family != "RedHat":
             return Plan(note="not the Red Hat family")
-        have = sorted((v for v in facts.pythons if v in self.supported), key=_vkey)
-        if have and _vkey(have[-1]) >= _vkey(self.current):
+        have = sorted((v for v in facts.pythons if v in self.supported), key=version_key)
+        if have and version_key(have[-1]) >= version_key(self.current):
             return Plan(note=f"python {have[-1]} installed")
         if have and probed["marker"].strip():
             return Plan(note=f"python {have[-1]}: the repos offered nothing newer")
@@ -264,8 +265,6 @@ class File(Step):
             old = None
             if "__content__" in lines:
                 old = base64.b64decode("".join(lines[lines.index("__content__") + 1:]))
-            elif exists:
-                old = None
             actions = [WriteFile(self.path, self.content, self.owner, self.group, self.mode,
                                  old=old if exists else b"", secret=self.secret)]
             actions += [Command(c) for c in self.on_change]
@@ -309,10 +308,6 @@ def venv_version(pyvenv_cfg: str):
     return re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", pyvenv_cfg, re.M)
 
 
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 class PipRequirements(Step):
     """Exact pins installed in a venv (pip itself first: old pips cannot read new wheels)."""
 
@@ -337,8 +332,8 @@ class PipRequirements(Step):
         for line in ([] if rebuilt else probed["dists"].split()):
             m = re.match(r"(.+)-([^-]+)\.dist-info$", line)
             if m:
-                have[canonical(m[1])] = m[2]
-        wanted = {canonical(p.split("==")[0]): p.split("==")[1] for p in pins}
+                have[canonical_name(m[1])] = m[2]
+        wanted = {canonical_name(p.split("==")[0]): p.split("==")[1] for p in pins}
         wrong = sorted(n for n, v in wanted.items() if have.get(n) != v)
         if not wrong:
             return Plan(note=f"{len(wanted)} pins match")
@@ -349,7 +344,7 @@ class PipRequirements(Step):
         links = self.find_links(facts)
         if links:
             opts += f" --no-index --find-links {q(links)}"
-        pip_pin = next((p for p in pins if canonical(p.split("==")[0]) == "pip"), None)
+        pip_pin = next((p for p in pins if canonical_name(p.split("==")[0]) == "pip"), None)
         text = "".join(p + "\n" for p in pins).encode()
         actions = [WriteFile(self.requirements, text, mode=0o644)]
         if links and pip_pin and "pip" not in have:

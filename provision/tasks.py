@@ -46,31 +46,30 @@ def deploy(c, host=None, inventory=None, port=None, check=False, diff=False, off
            ask_sudo_pass=False, keep_repos=False):
     """Turn hosts into private PyPI servers (pypiserver behind systemd and firewalld)."""
     from .roles.pypiserver import PypiserverRole
-    from .runner import Options, run
 
     try:
         overrides = {"pypiserver_port": port, "offline": True if offline else None,
                      "centos7_vault": False if keep_repos else None}
-        targets = _targets(host, inventory, overrides)
         role = PypiserverRole(diff=diff)
-        for t in targets:
-            role.vars(t)  # validate every host's variables before touching any host
-        opts = Options(check=check, diff=diff, sudo_password=_sudo_password(ask_sudo_pass))
-        results = run(targets, role, opts)
+        _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff, overrides=overrides,
+                  validate=role.vars)
     except ProvisionError as exc:
         raise Exit(f"error: {exc}", code=2) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", code=130) from None
-    if any(r.failed for r in results.values()):
-        raise Exit(code=2)
 
 
-def _run_role(role, host, inventory, check: bool, ask_sudo_pass: bool) -> None:
-    """Hosts, runner, recap and exit status: the same for every task that changes hosts."""
+def _run_role(role, host, inventory, check: bool, ask_sudo_pass: bool, diff: bool = False,
+              overrides: dict | None = None, validate=None) -> None:
+    """Hosts, runner, recap and exit status: the same for every task that touches hosts.
+    `validate(target)` checks each host's variables before any host is touched."""
     from .runner import Options, run
 
-    targets = _targets(host, inventory, {})
-    results = run(targets, role, Options(check=check, sudo_password=_sudo_password(ask_sudo_pass)))
+    targets = _targets(host, inventory, overrides or {})
+    for t in targets if validate else []:
+        validate(t)
+    opts = Options(check=check, diff=diff, sudo_password=_sudo_password(ask_sudo_pass))
+    results = run(targets, role, opts)
     if any(r.failed for r in results.values()):
         raise Exit(code=2)
 
@@ -207,7 +206,6 @@ def mirror(c, requirement, host=None, inventory=None, python=None, platform=None
     from pathlib import Path
 
     from .roles.mirror import MirrorRole
-    from .runner import Options, run
 
     try:
         req = Path(requirement)
@@ -218,13 +216,9 @@ def mirror(c, requirement, host=None, inventory=None, python=None, platform=None
                 raise Exit(f"error: --python takes a version like 3.11, got {py!r}", code=2)
         role = MirrorRole(req, list(python or []), list(platform or []), overwrite, prune,
                           max_age=0 if refresh else 12 * 3600)
-        targets = _targets(host, inventory, {})
-        opts = Options(check=check, diff=diff, sudo_password=_sudo_password(ask_sudo_pass))
-        results = run(targets, role, opts)
+        _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff)
     except ProvisionError as exc:
         raise Exit(f"error: {exc}", code=2) from None
-    if any(r.failed for r in results.values()):
-        raise Exit(code=2)
 
 
 @task(help={"name": "machine name of the test host (default pypi-test)"})

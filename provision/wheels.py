@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .facts import version_key
+
 __all__ = [
     "PINS_DIR",
     "WHEEL_CACHE",
@@ -66,13 +68,9 @@ class WheelhouseError(RuntimeError):
     """Downloading the pinned wheels failed; the message names the pin and pip's error."""
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
     """PEP 503 name normalisation, so ``importlib_resources`` matches ``importlib-resources``."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
 
 
 def supported_pythons() -> list[str]:
@@ -85,7 +83,7 @@ def supported_pythons() -> list[str]:
         m = _PIN_FILE_RE.match(path.name)
         if m and path.is_file():
             found.append(f"{m.group(1)}.{m.group(2)}")
-    return sorted(found, key=_version_key)
+    return sorted(found, key=version_key)
 
 
 def _pins_path(python_version: str) -> Path:
@@ -137,7 +135,7 @@ def pip_pin(python_version: str) -> str:
     manylinux2014 wheels, and pypiserver 2.4.2 itself requires pip >= 26.0.1.
     """
     for pin in pins_for(python_version):
-        if _canonical(pin.split("==", 1)[0]) == "pip":
+        if canonical_name(pin.split("==", 1)[0]) == "pip":
             return pin
     raise ValueError(f"pin set for Python {python_version} has no pip pin")
 
@@ -217,13 +215,13 @@ def _wheel_fits(filename: str, python_version: str, platforms: set[str]) -> bool
 def _wheel_for_pin(folder: Path, pin: str, python_version: str, platforms: list[str]) -> Path | None:
     """The wheel in ``folder`` that satisfies ``pin`` on the target, best platform first."""
     name, version = pin.split("==", 1)
-    want_name, want_version = _canonical(name), version.lower()
+    want_name, want_version = canonical_name(name), version.lower()
     candidates = []
     for path in folder.glob("*.whl") if folder.is_dir() else ():
         parts = path.name[:-4].split("-")
         if len(parts) < 5:
             continue
-        if _canonical(parts[0]) != want_name or parts[1].lower() != want_version:
+        if canonical_name(parts[0]) != want_name or parts[1].lower() != want_version:
             continue
         if _wheel_fits(path.name, python_version, set(platforms)):
             candidates.append(path)

@@ -118,3 +118,26 @@ def invoke_on_tty(args: list[str], answers: list[str], timeout: float = 60) -> t
         if proc.poll() is None:
             proc.kill()
         os.close(master)
+
+
+def pypi_reachable() -> bool:
+    """Can pip download from PyPI itself (not from this machine's local wheel folders)?"""
+    global _PYPI
+    if _PYPI is None:
+        import tempfile
+
+        env = {k: v for k, v in os.environ.items() if k not in ("PIP_FIND_LINKS", "PIP_NO_INDEX")}
+        env["PIP_CONFIG_FILE"] = os.devnull
+        with tempfile.TemporaryDirectory() as dest:
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                     "--disable-pip-version-check", "--no-input", "--timeout", "10", "--dest", dest,
+                     "defusedxml==0.7.1"], capture_output=True, text=True, timeout=60, env=env)
+                _PYPI = proc.returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                _PYPI = False
+    return _PYPI
+
+
+_PYPI: bool | None = None

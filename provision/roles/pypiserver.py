@@ -20,7 +20,7 @@ import yaml
 from .. import wheels
 from . import Role
 from ..errors import InventoryError, StepError, UnsupportedHost
-from ..facts import HostFacts, _vkey
+from ..facts import HostFacts, version_key
 from ..steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree,
                      PythonFromRepos, Restart, Service, SystemUser, VaultRepos, Venv, Wheelhouse)
 
@@ -70,7 +70,7 @@ def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | 
     if prefer_default and facts.python_default in usable:
         return facts.python_default, facts.pythons[facts.python_default]
     if usable:
-        best = max(usable, key=_vkey)
+        best = max(usable, key=version_key)
         return best, facts.pythons[best]
     if predict and facts.family:
         by_release = family_vars(facts.family).get("python_by_release", {})
@@ -188,7 +188,7 @@ class PypiserverRole(Role):
     def after_phase(self, phase: int, facts: HostFacts, check: bool) -> None:
         """After the OS packages: a usable Python must be there (or, in check mode, predicted)."""
         if phase == 0 and choose_python(facts, predict=check) is None:
-            have = ", ".join(sorted(facts.pythons, key=_vkey)) or "none"
+            have = ", ".join(sorted(facts.pythons, key=version_key)) or "none"
             raise UnsupportedHost(f"no Python 3 obtainable on this host: installed {have}; "
                                   f"supported {', '.join(wheels.supported_pythons())}")
 

@@ -3,25 +3,17 @@ client that installs from that server alone (its fallback to PyPI is disabled)."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests.external import write_inventory
-from tests.helpers import clean_env, http_get, invoke, make_wheel, recap, sh
+from tests.helpers import clean_env, http_get, invoke, make_wheel, pypi_reachable, recap, sh
 
 PORT = 8000
 PACKAGES = "/srv/pypi/packages"
 REQS = "requests==2.32.3\nsix==1.16.0\n"
-
-
-def pypi_reachable() -> bool:
-    probe = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
-                            "/tmp/provision-pypi-probe", "six==1.16.0"], capture_output=True,
-                           env={k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"})
-    return probe.returncode == 0
 
 
 pytestmark = pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable from here")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
+
+from tests import helpers
 
 from provision import wheels
 from provision.wheels import (
@@ -151,24 +152,9 @@ def test_wheel_cache_comes_from_the_environment(tmp_path):
     assert out.stdout.strip() == str(tmp_path / ".cache" / "provision" / "wheels")
 
 
-def _pypi_reachable() -> bool:
-    """A quick `pip download --no-deps` of one small pinned wheel; failure means offline."""
-    with tempfile.TemporaryDirectory() as dest:
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                 "--disable-pip-version-check", "--no-input", "--timeout", "10",
-                 "--dest", dest, "defusedxml==0.7.1"],
-                capture_output=True, text=True, timeout=60,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-    return proc.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def pypi_reachable():
-    if not _pypi_reachable():
+    if not helpers.pypi_reachable():
         pytest.skip("PyPI unreachable: a probe `pip download --no-deps defusedxml==0.7.1` failed")
 
 
