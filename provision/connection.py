@@ -21,11 +21,58 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AuthError, ConnectError, HostKeyError, SudoError, UnreachableError
+from .errors import (AuthError, ConnectError, ConnectionLost, HostKeyError, SudoError,
+                     UnreachableError)
 
 SUDO_PROMPT = "[provision-sudo-password]"
 READY = "__provision_ready__"
 CONNECT_TIMEOUT = 10
+
+
+def silence_limit() -> float:
+    """Seconds a host may leave a keepalive unanswered before it counts as lost
+    (PROVISION_SSH_TIMEOUT, default 30). A quiet command (pip install) is not silence:
+    the host's sshd answers keepalives while it runs."""
+    try:
+        return max(3.0, float(os.environ.get("PROVISION_SSH_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0
+
+
+class _Liveness:
+    """Asks the host's sshd for a reply when nothing has arrived for a while; a host that
+    does not reply within the silence limit is lost (a link down, a host frozen)."""
+
+    def __init__(self, transport, limit: float):
+        self.transport, self.limit = transport, limit
+        self.quiet_since = time.monotonic()
+        self.asked_at: float | None = None
+        self.answered = threading.Event()
+
+    def heard(self) -> None:
+        self.quiet_since = time.monotonic()
+
+    def check(self) -> str | None:
+        """None while alive; otherwise why the host counts as lost."""
+        now = time.monotonic()
+        if not self.transport.is_active():
+            return "the SSH connection closed"
+        if self.asked_at is not None and self.answered.is_set():
+            self.asked_at = None
+            self.quiet_since = now
+        if self.asked_at is None and now - self.quiet_since > self.limit / 3:
+            self.asked_at, self.answered = now, threading.Event()
+            answered = self.answered
+
+            def ask():
+                try:
+                    self.transport.global_request("keepalive@openssh.com", wait=True)
+                finally:
+                    answered.set()
+            threading.Thread(target=ask, daemon=True).start()
+        if self.asked_at is not None and now - self.asked_at > self.limit:
+            return f"no answer for {now - self.quiet_since:.0f} s (network down or host frozen?)"
+        return None
 _known_hosts_lock = threading.Lock()
 
 
@@ -57,6 +104,31 @@ class _AcceptNewPolicy:
         self.notes.append(
             f"new host key for {hostname} ({key.get_name()}) recorded in {self.path}"
         )
+
+
+class _RejectPolicy:
+    """StrictHostKeyChecking yes (or ask: we cannot ask): an unknown host is refused."""
+
+    def __init__(self, path: Path, setting: str):
+        self.path, self.setting = path, setting
+
+    def missing_host_key(self, client, hostname, key):
+        raise HostKeyError(
+            f"host key for {hostname} is not in {self.path} and ~/.ssh/config says "
+            f"StrictHostKeyChecking {self.setting}: refusing to connect; check the key and add it "
+            f"(ssh {hostname} once, or ssh-keyscan after checking its fingerprint)")
+
+
+def host_key_policy(setting: str | None, path: Path, notes: list[str]):
+    """What ~/.ssh/config's StrictHostKeyChecking asks for unknown hosts. A changed key is
+    refused whatever it says (stricter than OpenSSH's `no`)."""
+    value = (setting or "accept-new").strip().lower()
+    if value in ("yes", "ask", "true"):
+        return _RejectPolicy(path, value)
+    if value in ("accept-new", "no", "off", "false"):
+        return _AcceptNewPolicy(path, notes)
+    raise HostKeyError(f"StrictHostKeyChecking {setting!r} in ~/.ssh/config is not one we know "
+                       f"(yes, accept-new, no, ask)")
 
 
 class Remote:
@@ -100,10 +172,13 @@ class Remote:
                 conn.client.load_host_keys(str(known_hosts))
             except (OSError, paramiko.SSHException) as exc:
                 raise ConnectError(f"cannot read known_hosts {known_hosts}: {exc}") from exc
-        conn.client.set_missing_host_key_policy(_AcceptNewPolicy(known_hosts, self.notes))
+        conn.client.set_missing_host_key_policy(
+            host_key_policy(conn.ssh_config.get("stricthostkeychecking"), known_hosts, self.notes))
         where = f"{conn.user}@{conn.host}:{conn.port}"
         try:
             conn.open()
+        except HostKeyError:
+            raise
         except paramiko.BadHostKeyException as exc:
             raise HostKeyError(
                 f"host key for {conn.host} has CHANGED (now {exc.key.get_name()} "
@@ -176,9 +251,12 @@ class Remote:
         except Exception as exc:  # paramiko raises bare SSHException/EOFError here
             raise ConnectError(f"{self.hostname}: cannot open an SSH channel: {exc}") from exc
         self.channels += 1
+        # a send that cannot progress (link down, window full) fails instead of hanging
+        chan.settimeout(silence_limit())
         chan.exec_command(self._wrap(inner))
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout if timeout else None
+        alive = _Liveness(transport, silence_limit())
 
         def pump(wait=0.002):
             got = False
@@ -194,10 +272,16 @@ class Remote:
             if chan.recv_stderr_ready():
                 err.extend(chan.recv_stderr(65536))
                 got = True
-            if not got:
+            if got:
+                alive.heard()
+            else:
                 if deadline and time.monotonic() > deadline:
                     chan.close()
                     raise ConnectError(f"{self.hostname}: command timed out after {timeout:.0f} s")
+                lost = alive.check()
+                if lost:
+                    chan.close()
+                    raise ConnectionLost(f"connection to {self.hostname} lost: {lost}")
                 time.sleep(wait)
             return got
 

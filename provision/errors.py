@@ -5,7 +5,9 @@
     ├── ConnectError         the host was not reached or did not let us in
     │   ├── UnreachableError no SSH answer (refused, no route, timed out)
     │   ├── AuthError        SSH authentication failed
-    │   └── HostKeyError     the host's key differs from the one in known_hosts
+    │   ├── HostKeyError     the host's key is unknown (StrictHostKeyChecking yes) or changed
+    │   └── ConnectionLost   the host stopped answering, or the session died, mid-run
+    ├── HostBusy             another run holds the host's lock past our wait
     ├── SudoError            sudo refused: it needs a password, or the password is wrong
     ├── UnsupportedHost      an OS, init system or Python we do not deploy to
     └── StepError            a step's commands failed on the host
@@ -37,7 +39,15 @@ class AuthError(ConnectError):
 
 
 class HostKeyError(ConnectError):
-    """Raised when the host key differs from the one recorded in known_hosts."""
+    """Raised when the host key differs from known_hosts, or is unknown and may not be added."""
+
+
+class ConnectionLost(ConnectError):
+    """Raised when an open connection stops answering (keepalives unanswered) or drops."""
+
+
+class HostBusy(ProvisionError):
+    """Raised when another run still holds the host's lock after our bounded wait."""
 
 
 class SudoError(ProvisionError):

@@ -142,7 +142,8 @@ HOST_FACTS: dict[str, tuple[str, type[Fact]]] = {
     "firewalld": ("systemctl is-active firewalld", ServiceActive),
     "glibc": (Glibc.command, Glibc),
     "arch": ("uname -m", Fact),
-    "sudo_user": ("echo \"${SUDO_USER:-root}\"", Fact),
+    # the account we came in as (sudo keeps it in SUDO_USER): never the service's account
+    "ssh_user": ("echo \"${SUDO_USER:-$(id -un)}\"", Fact),
 }
 
 
@@ -159,6 +160,7 @@ class HostFacts:
     firewalld: bool = False
     glibc: str = ""
     arch: str = ""
+    ssh_user: str = ""
     raw: dict = field(default_factory=dict)
 
     @property
@@ -203,7 +205,7 @@ def parse_host_facts(sections: dict[str, str]) -> HostFacts:
         os=values["os_release"], pythons=values["pythons"],
         python_default=values["python_default"], init=values["init"],
         systemd=values["systemd"], selinux=values["selinux"], firewalld=values["firewalld"],
-        glibc=values["glibc"], arch=values["arch"], raw=sections,
+        glibc=values["glibc"], arch=values["arch"], ssh_user=values["ssh_user"], raw=sections,
     )
 
 

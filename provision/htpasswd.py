@@ -23,7 +23,11 @@ def check_name(name: str) -> str:
     if not name:
         raise AccountError("user name is empty")
     if _BAD_NAME.search(name):
-        raise AccountError(f"user name {name!r} has a ':', whitespace or a control character")
+        raise AccountError(f"user name {name[:60]!r} has a ':', whitespace or a control character")
+    if name.startswith("#"):  # pypiserver's htpasswd reader skips such lines as comments
+        raise AccountError(f"user name {name[:60]!r} starts with '#': htpasswd would read it as a comment")
+    if len(name) > 255:
+        raise AccountError(f"user name is {len(name)} characters long: at most 255")
     return name
 
 

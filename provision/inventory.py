@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InventoryError
+from .validate import label
 
 DEFAULT_INVENTORIES = ("inventory.yml", ".testhost/inventory.yml")
 CONNECTION_VARS = ("ssh_host", "ssh_user", "ssh_port", "ssh_key", "known_hosts")
@@ -61,20 +62,39 @@ def parse_host(spec: str, base_vars: dict | None = None) -> Target:
 
 
 def _target(name: str, vars_: dict) -> Target:
-    port = vars_.get("ssh_port")
-    try:
-        port = int(port) if port is not None else None
-    except (TypeError, ValueError):
-        raise InventoryError(f"host {name}: ssh_port must be a number, got {port!r}") from None
+    """A Target with its connection variables checked (validate.py: the trust boundary)."""
+    from . import validate as check
+
+    label = check.label(name, "host")
+
+    def conn(key, fn):
+        value = vars_.get(key)
+        if value is None:
+            return None
+        try:
+            return fn(value)
+        except ValueError as exc:
+            raise InventoryError(f"{label}: {key} {exc}") from None
+
     return Target(
-        name=name,
-        ssh_host=str(vars_.get("ssh_host") or name),
-        ssh_user=vars_.get("ssh_user"),
-        ssh_port=port,
-        ssh_key=vars_.get("ssh_key"),
-        known_hosts=vars_.get("known_hosts"),
+        name=label,
+        ssh_host=conn("ssh_host", check.host_name) or _name_as_host(label),
+        ssh_user=conn("ssh_user", check.ssh_user),
+        ssh_port=conn("ssh_port", check.port),
+        ssh_key=conn("ssh_key", check.local_path),
+        known_hosts=conn("known_hosts", check.local_path),
         vars={k: v for k, v in vars_.items() if k not in CONNECTION_VARS},
     )
+
+
+def _name_as_host(name: str) -> str:
+    from . import validate as check
+
+    try:
+        return check.host_name(name)
+    except ValueError:
+        raise InventoryError(f"host {name!r} has no ssh_host and its name is not a host name "
+                             f"or address") from None
 
 
 def find_inventory(path: str | None) -> Path | None:
@@ -111,10 +131,12 @@ def load(path: Path) -> tuple[dict[str, list[tuple[str, dict]]], dict]:
         vars_ = {**inherited, **(node.get("vars") or {})}
         members: list[tuple[str, dict]] = []
         for host, hvars in (node.get("hosts") or {}).items():
+            label(host, "host")
             if hvars is not None and not isinstance(hvars, dict):
                 raise InventoryError(f"inventory {path}: host {host!r} must map to variables")
             members.append((str(host), {**vars_, **(hvars or {})}))
         for child, cnode in (node.get("children") or {}).items():
+            label(child, "group")
             members.extend(walk(str(child), cnode or {}, vars_))
         groups[name] = members
         return members
@@ -137,7 +159,10 @@ def select(host_specs: list[str] | None, inventory: str | None, overrides: dict)
             )
         specs = [name for name in known]
     else:
-        specs = [s for spec in host_specs for s in spec.split(",") if s.strip()]
+        specs = [s.strip() for spec in host_specs for s in spec.split(",") if s.strip()]
+        if not specs:
+            raise InventoryError(f"--host {','.join(host_specs)!r} names no host: give "
+                                 f"[USER@]HOST[:PORT], an inventory host or a group")
     # a literal address inherits all.vars of a chosen inventory, not of the test host's
     all_vars = inventory_vars if path and str(path) != DEFAULT_INVENTORIES[-1] else {}
     for spec in specs:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import shlex
 import tarfile
 import time
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .connection import Remote
-from .errors import ProvisionError, StepError
+from .errors import ConnectError, HostBusy, ProvisionError, StepError, UnsupportedHost
 from .facts import MARK, host_fact_commands, parse_host_facts, section_script, split_sections
 from .report import Counts, Report
 from .steps import Command, Plan, Step, Upload, WriteFile
@@ -41,6 +42,67 @@ _put() {  # PATH OWNER GROUP MODE, content as base64 on stdin: temp file + renam
 """
 
 
+LOCK_DIR = "/run/provision"
+
+
+def lock_wait() -> int:
+    """Seconds a run waits for another run's lock on a host (PROVISION_LOCK_WAIT, default 120)."""
+    import os
+
+    try:
+        return max(0, int(os.environ.get("PROVISION_LOCK_WAIT", "120")))
+    except ValueError:
+        return 120
+
+
+def lock_section(holder: str, wait: int) -> str:
+    """Shell that takes the host's lock for the rest of this SSH connection.
+
+    flock on /run/provision/lock (tmpfs: a reboot frees it). A process left behind holds
+    the lock until the sshd process of our connection exits, so the lock spans every
+    channel of the run (facts, uploads, apply) and ends with the connection, however the
+    run ends. Prints `locked`, or `busy` and the holder's line after `wait` seconds.
+    """
+    d = LOCK_DIR
+    return (
+        f"command -v flock >/dev/null || {{ echo noflock; exit 0; }}\n"
+        f"mkdir -p -m 0700 {d} && exec 9>>{d}/lock || {{ echo nolock; exit 0; }}\n"
+        f"if ! flock -w {int(wait)} 9; then echo busy; cat {d}/lock.info; exit 0; fi\n"
+        "p=$$\n"
+        "while [ \"$p\" -gt 1 ]; do\n"
+        "  case \"$(cat /proc/$p/comm)\" in sshd*) break;; esac\n"
+        "  p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status); [ -n \"$p\" ] || p=1\n"
+        "done\n"
+        f"printf 'pid=%s since=%s by=%s\\n' \"$p\" \"$(date -u +%FT%TZ)\" {q(holder)} >{d}/lock.info\n"
+        # no sshd above us (not reached over SSH): the lock lasts as long as this script
+        "if [ \"$p\" -gt 1 ]; then ( trap '' HUP; exec tail -s 0.1 --pid=\"$p\" -f /dev/null ) "
+        "</dev/null >/dev/null 2>&1 & fi\n"
+        "exec 9>&-\n"
+        "echo locked"
+    )
+
+
+def lock_holder() -> str:
+    """Who we are, for the lock's line: the command, the control user and machine, the pid."""
+    import getpass
+    import os
+    import re
+    import socket
+    import sys
+
+    cmd = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]) if sys.argv else "provision"
+    text = f"`{cmd[:200]}` from {getpass.getuser()}@{socket.gethostname()} (pid {os.getpid()})"
+    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+
+
+def busy_message(name: str, text: str, wait: int) -> str:
+    fields = dict(re.findall(r"(pid|since|by)=(.*?)(?= (?:since|by)=|$)", text.strip()))
+    if not fields:
+        return f"{name} is busy: another run holds its lock (waited {wait} s)"
+    return (f"{name} is busy: another run holds its lock (waited {wait} s): started {fields.get('since', '?')} "
+            f"by {fields.get('by', '?')}; its SSH session on the host is pid {fields.get('pid', '?')}")
+
+
 @dataclass
 class Options:
     check: bool = False
@@ -56,7 +118,7 @@ def render_actions(actions: list) -> str:
             out.append(a.sh)
         elif isinstance(a, WriteFile):
             if a.expect_sha256:
-                out.append(f"echo '{a.expect_sha256}  {a.path}' | sha256sum --quiet -c - >/dev/null 2>&1 "
+                out.append(f"[ \"$(sha256sum < {q(a.path)} | cut -d' ' -f1)\" = {q(a.expect_sha256)} ] "
                            f"|| {{ echo {q(a.path + ' changed while this run read it: run again')} >&2; "
                            f"exit 75; }}")
             body = base64.encodebytes(a.content).decode()
@@ -82,8 +144,8 @@ def upload_command(u: Upload) -> str:
     d = q(u.dest)
     return (f"set -e; install -d -m 0755 {d}; t=$(mktemp -d {d}/.incoming.XXXXXX); "
             f"trap 'rm -rf \"$t\"' EXIT; tar -x -o -C \"$t\" -f -; cd \"$t\"; "
-            f"for f in *; do chown {q(u.owner)}:{q(u.group)} \"$f\"; chmod {u.mode:04o} \"$f\"; "
-            f"mv -f \"$f\" {d}/; done")
+            f"for f in *; do chown -- {q(u.owner)}:{q(u.group)} \"./$f\"; chmod -- {u.mode:04o} \"./$f\"; "
+            f"mv -f -- \"./$f\" {d}/; done")
 
 
 def tar_producer(files, progress=None):
@@ -124,6 +186,7 @@ class HostRun:
         self.target, self.role, self.opts, self.report = target, role, opts, report
         self.counts = Counts()
         self.remote = Remote(target, opts.sudo_password)
+        self.locked = False
 
     def say(self, status: str, name: str, note: str = "") -> None:
         if status in ("ok", "changed", "failed"):
@@ -131,12 +194,30 @@ class HostRun:
         self.report.step(self.target.name, status, name, note)
 
     def gather(self, steps: list[Step]):
-        sections = host_fact_commands()
+        sections = {}
+        wait = lock_wait()
+        take_lock = self.role.changes_hosts and not self.opts.check and not self.locked
+        if take_lock:  # first, so the facts are read under it
+            sections["lock"] = lock_section(lock_holder(), wait)
+        sections.update(host_fact_commands())
         for i, step in enumerate(steps):
             for key, cmd in step.probes().items():
                 sections[f"{i}.{key}"] = cmd
-        res = self.remote.run_script(section_script(sections), timeout=120)
+        try:
+            res = self.remote.run_script(section_script(sections), timeout=120 + wait)
+        except ConnectError as exc:
+            raise ConnectError(f"{exc} (while gathering facts)") from exc
         parsed = split_sections(res.stdout)
+        if take_lock:
+            state = parsed.get("lock", "").splitlines() or [""]
+            if state[0] == "busy":
+                raise HostBusy(busy_message(self.target.name, "\n".join(state[1:]), wait))
+            if state[0] == "noflock":
+                raise UnsupportedHost("the host has no flock (util-linux): cannot lock it against "
+                                      "concurrent runs")
+            if state[0] != "locked":
+                raise ProvisionError(f"{self.target.name}: cannot take the host's lock in {LOCK_DIR}")
+            self.locked = True
         if "os_release" not in parsed:
             raise ProvisionError(f"{self.target.name}: gathering facts failed: "
                                  f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
@@ -192,9 +273,9 @@ class HostRun:
                     self.say("failed", step.name, str(exc))
                     return
                 if plan.changed:
-                    # mark the restart as owed on the host first: if this run dies before
-                    # the handler runs, the next one still restarts
-                    plan.actions.extend(handlers[h].mark() for h in step.notify)
+                    # the restart is marked as owed on the host before the change it stands
+                    # for: a run that dies anywhere after this leaves the next one to restart
+                    plan.actions[:0] = [handlers[h].mark() for h in step.notify]
                 plans.append((step, plan))
                 if plan.changed:
                     notified.update(step.notify)
@@ -232,9 +313,17 @@ class HostRun:
             for up in (a for a in plan.actions if isinstance(a, Upload)):
                 total = sum(f.stat().st_size for f in up.files)
                 progress = self.report.progress(self.target.name, step.name, total)
-                res = self.remote.stream(upload_command(up), tar_producer(up.files, progress))
+                try:
+                    res = self.remote.stream(upload_command(up), tar_producer(up.files, progress))
+                except ConnectError as exc:
+                    raise ConnectError(f"{exc} (during '{step.name}')") from exc
                 if res.rc != 0:
-                    self.say("failed", step.name, _last(res.stderr or res.stdout))
+                    why = _last(res.stderr or res.stdout)
+                    if "No space left on device" in (res.stderr or "") + (res.stdout or ""):
+                        why = f"no space left on {self.target.name}:{up.dest}"
+                    elif res.rc == -1:
+                        why = "connection lost during the transfer"
+                    self.say("failed", step.name, why)
                     return None
         script = apply_script([(i, plan) for i, _, plan in changed])
         by_index = {i: (step, plan) for i, step, plan in changed}
@@ -257,7 +346,15 @@ class HostRun:
             else:
                 current.append(line)
 
-        res = self.remote.run_script(script, on_line=on_line)
+        try:
+            res = self.remote.run_script(script, on_line=on_line)
+        except ConnectError as exc:
+            self.say("failed", self._running(changed, done), str(exc))
+            return None
+        if res.rc == -1:  # the channel closed without an exit status: sshd or the link died
+            self.say("failed", self._running(changed, done),
+                     f"connection to {self.remote.hostname} lost during this step")
+            return None
         for i, step, _ in changed:
             if done.get(i) != 0:
                 why = _last("\n".join(outputs.get(i, current)) or res.stderr) or f"exit {res.rc}"
@@ -267,6 +364,11 @@ class HostRun:
             self.say("failed", "Apply changes.", _last(res.stderr) or f"exit {res.rc}")
             return None
         return True
+
+    @staticmethod
+    def _running(changed, done) -> str:
+        """The name of the step the apply script was in (the first not reported done)."""
+        return next((step.name for i, step, _ in changed if i not in done), "Apply changes.")
 
     def _diffs(self, plan: Plan) -> None:
         if not self.opts.diff:

@@ -163,41 +163,86 @@ class VaultRepos(Step):
     Only files that use mirrorlist.centos.org or mirror.centos.org are edited (sed -i
     writes a new file and renames it; the original is kept as FILE.provision-orig), so
     a repo file pointing at your own mirror is left alone, and a second run finds nothing.
+    x86_64's paths (/centos/7/) go to the vault's main tree; the other architectures'
+    (/altarch/7/) to its altarch tree.
+
+    yum refuses to work while an enabled repo has no URL, so "every enabled repo keeps a
+    URL" is checked rather than hoped for: after the edit (a file that fails it is put back
+    from its .provision-orig copy and the step fails, naming it), and by the probe (a file
+    already left so, by hand or by an older version of this step, fails the step instead of
+    being reported ok).
     """
 
     DEAD = r"^(mirrorlist=https?://mirrorlist\.centos\.org|baseurl=https?://mirror\.centos\.org)"
+    # awk: for each file with enabled repos lacking an active baseurl=, mirrorlist= or
+    # metalink= line, prints "FILE [repo] [repo]". As yum reads them: keys start the line
+    # (an indented line continues the previous value), any case; enabled defaults to on.
+    NO_URL = r"""
+function end_repo() { if (repo != "" && on && !url) bad = bad " [" repo "]"; repo = "" }
+function end_file() { end_repo(); if (bad != "") print file bad; bad = "" }
+FNR == 1 { end_file(); file = FILENAME }
+/^\[/ { end_repo(); repo = $0; sub(/^\[/, "", repo); sub(/\].*/, "", repo); on = 1; url = 0; next }
+{ line = tolower($0) }
+line ~ /^enabled[ \t]*=/ { on = line !~ /=[ \t]*(0|no|false|off)[ \t\r]*$/ }
+line ~ /^(baseurl|mirrorlist|metalink)[ \t]*=[ \t]*[^ \t\r]/ { url = 1 }
+END { end_file() }
+"""
 
-    def __init__(self, vault_url: str, enabled: bool = True):
+    def __init__(self, vault_url: str, vault_altarch_url: str, enabled: bool = True):
         self.vault_url, self.enabled = vault_url.rstrip("/"), enabled
+        self.vault_altarch_url = vault_altarch_url.rstrip("/")
         self.name = "Ensure CentOS 7 repos point at the vault (its mirrors are gone)."
 
     def probes(self):
-        return {"files": f"grep -lE {q(self.DEAD)} /etc/yum.repos.d/*.repo"}
+        return {"files": f"grep -lE {q(self.DEAD)} /etc/yum.repos.d/*.repo",
+                "no_url": f"awk {q(self.NO_URL)} /etc/yum.repos.d/*.repo"}
 
     def plan(self, facts, probed):
         if facts.os_id != "centos" or facts.os_major != "7":
             return Plan(note="not CentOS 7")
+        broken = probed["no_url"].splitlines()
+        if broken:  # yum fails on these whatever we do (kept repos included): say why, now
+            raise StepError(f"{'; '.join(broken)}: enabled repos with no baseurl, mirrorlist or "
+                            f"metalink, yum cannot work: give them one (or put back the file's "
+                            f".provision-orig copy if an earlier run left it so) and run again")
         files = probed["files"].split()
         if not files:
             return Plan(note="no repo file uses the dead mirrors")
         if not self.enabled:
             return Plan(note=f"{len(files)} repo files use the dead mirrors: kept (centos7_vault: false)")
-        v = self.vault_url
+        v, a = self.vault_url, self.vault_altarch_url
         sed = ("sed -i.provision-orig"
                r" -e 's|^\(mirrorlist=https\{0,1\}://mirrorlist\.centos\.org\)|#\1|'"
                rf" -e 's|^#* *baseurl=https\{{0,1\}}://mirror.centos.org/centos/\$releasever/|baseurl={v}/|'"
-               rf" -e 's|^#* *baseurl=https\{{0,1\}}://mirror.centos.org/centos/7/|baseurl={v}/|'")
-        cmds = [Command(f"{sed} {q(f)}") for f in files] + [Command("yum clean all -q")]
-        return Plan(cmds, f"{len(files)} repo files -> {v} (mirrorlist.centos.org is gone)")
+               rf" -e 's|^#* *baseurl=https\{{0,1\}}://mirror.centos.org/centos/7/|baseurl={v}/|'"
+               rf" -e 's|^#* *baseurl=https\{{0,1\}}://mirror\.centos\.org/altarch/\$releasever/|baseurl={a}/|'"
+               rf" -e 's|^#* *baseurl=https\{{0,1\}}://mirror\.centos\.org/altarch/7/|baseurl={a}/|'")
+        cmds = [Command(f"{sed} {q(f)}\n"
+                        f"bad=$(awk {q(self.NO_URL)} {q(f)})\n"
+                        f"if [ -n \"$bad\" ]; then mv -f {q(f + '.provision-orig')} {q(f)}; "
+                        f"echo \"$bad: enabled repos left with no baseurl, mirrorlist or metalink "
+                        f"by the vault rewrite: original put back, give them a baseurl by hand\"; "
+                        f"exit 1; fi") for f in files]
+        url = v if facts.arch == "x86_64" else a
+        return Plan(cmds + [Command("yum clean all -q")],
+                    f"{len(files)} repo files -> {url} (mirrorlist.centos.org is gone)")
 
 
 class SystemUser(Step):
+    """The service's system account: created with no login, or an existing one that
+    already is a no-login system account. Never root, the SSH user, or an account with a
+    login shell or a UID in the login range (usermod on those would lock their owner out).
+    """
+
+    NO_LOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false")
+
     def __init__(self, user: str, home: str, shells: dict[str, str]):
         self.user, self.home, self.shells = user, home, shells
         self.name = f"Ensure the system user {user} exists (no login)."
 
     def probes(self):
-        return {"passwd": f"getent passwd {q(self.user)}"}
+        return {"passwd": f"getent passwd {q(self.user)}",
+                "uid_min": "sed -n 's/^UID_MIN[[:space:]]*//p' /etc/login.defs"}
 
     def plan(self, facts, probed):
         shell = self.shells.get(facts.family, "/usr/sbin/nologin")
@@ -206,10 +251,47 @@ class SystemUser(Step):
             return Plan([Command(
                 f"useradd --system --user-group --no-create-home --home-dir {q(self.home)} "
                 f"--shell {q(shell)} {q(self.user)}")], f"create {self.user}")
-        if fields[6] != shell:
-            return Plan([Command(f"usermod --shell {q(shell)} {q(self.user)}")],
-                        f"login shell {fields[6]} -> {shell}")
-        return Plan(note=f"uid {fields[2]}")
+        uid = int(fields[2]) if fields[2].isdigit() else 0
+        uid_min = int(probed["uid_min"].split()[0]) if probed["uid_min"].split()[:1] and \
+            probed["uid_min"].split()[0].isdigit() else 1000
+        why = None
+        if uid == 0 or self.user == facts.ssh_user:
+            why = "is root or the SSH user"
+        elif uid >= uid_min:
+            why = f"is a login account (uid {uid}, login UIDs start at {uid_min})"
+        elif fields[6] not in self.NO_LOGIN:
+            why = f"has the login shell {fields[6]}"
+        if why:
+            raise StepError(f"pypiserver_user {self.user} {why}: the service needs a system account "
+                            f"of its own; choose another name (the default pypi is created for you)")
+        return Plan(note=f"uid {uid}, no login")
+
+
+class UnitFileOwned(Step):
+    """Guard: the unit we write is ours, or does not exist yet. A pypiserver_service that
+    names another unit (sshd, say) would otherwise overwrite it and restart it."""
+
+    HEADER = "Managed by provision"
+
+    def __init__(self, service: str, path: str):
+        self.service, self.path = service, path
+        self.name = f"Ensure {service}.service is ours to manage."
+
+    def probes(self):
+        return {"unit": f"systemctl show -p FragmentPath {q(self.service + '.service')}; "
+                        f"echo __head__; head -c 200 {q(self.path)}"}
+
+    def plan(self, facts, probed):
+        text = probed["unit"]
+        fragment = re.search(r"^FragmentPath=(.*)$", text, re.M)
+        head = text.split("__head__", 1)[1] if "__head__" in text else ""
+        if head.strip() and self.HEADER not in head:
+            raise StepError(f"{self.path} exists and is not managed by provision: choose another "
+                            f"pypiserver_service, or remove that unit yourself")
+        if fragment and fragment[1].strip() not in ("", self.path):
+            raise StepError(f"a unit {self.service}.service already exists ({fragment[1].strip()}): "
+                            f"choose another pypiserver_service")
+        return Plan(note="ours" if head.strip() else "not installed yet")
 
 
 class Directory(Step):
@@ -436,15 +518,22 @@ class Restart(Step):
         clear = Command(f"rm -f {q(self.marker)}")
         if probed["active"].split()[:1] != ["active"]:
             return Plan([clear], "was not running: started with the new configuration")
-        return Plan([Command(f"systemctl restart {q(self.service)}"), clear], "inputs changed")
+        # daemon-reload first: a run that died between writing the unit and reloading
+        # systemd left the old unit loaded, and a plain restart would bring it back
+        return Plan([Command(f"systemctl daemon-reload && systemctl restart {q(self.service)}"), clear],
+                    "inputs changed")
 
 
 class FirewallPort(Step):
     """A TCP port open in firewalld, permanently and at runtime (both, or it drifts);
-    on hosts without firewalld but with an active ufw, a ufw rule."""
+    on hosts without firewalld but with an active ufw, a ufw rule.
 
-    def __init__(self, port: int):
-        self.port = port
+    The port opened is recorded on the host (`record`): when the port changes, the one
+    this tool opened before is closed, so a move leaves no stale hole behind.
+    """
+
+    def __init__(self, port: int, record: str):
+        self.port, self.record = port, record
         self.name = f"Ensure the firewall allows {port}/tcp."
 
     def probes(self):
@@ -463,11 +552,17 @@ class FirewallPort(Step):
                 "|| cat \"/usr/lib/firewalld/zones/$z.xml\""
             ),
             "ufw": "systemctl -q is-active firewalld || { command -v ufw >/dev/null && ufw status; }",
+            "record": f"cat {q(self.record)}",
         }
 
+    def _old_ports(self, probed) -> list[int]:
+        return sorted({int(w) for w in probed.get("record", "").split()
+                       if w.isdigit() and 0 < int(w) < 65536 and int(w) != self.port})
+
     def plan(self, facts, probed):
+        old = self._old_ports(probed)
         if not facts.firewalld:
-            return self._ufw(probed.get("ufw", ""))
+            return self._ufw(probed, old)
         runtime = probed["runtime"].strip() == "b true"
         permanent = bool(re.search(
             rf'<port\s+(?:protocol="tcp"\s+port="{self.port}"|port="{self.port}"\s+protocol="tcp")',
@@ -477,16 +572,32 @@ class FirewallPort(Step):
             actions.append(Command(f"firewall-cmd -q --permanent --add-port={self.port}/tcp"))
         if not runtime:
             actions.append(Command(f"firewall-cmd -q --add-port={self.port}/tcp"))
+        for p in old:
+            actions.append(Command(f"firewall-cmd -q --permanent --remove-port={p}/tcp; "
+                                   f"firewall-cmd -q --remove-port={p}/tcp; :"))
         missing = [w for w, have in (("permanent", permanent), ("runtime", runtime)) if not have]
-        return Plan(actions, f"firewalld: open {' and '.join(missing)}" if actions else "firewalld: open")
+        note = f"firewalld: open {' and '.join(missing)}" if missing else "firewalld: open"
+        return self._with_record(actions, probed, note, old)
 
-    def _ufw(self, status: str) -> Plan:
+    def _ufw(self, probed, old) -> Plan:
+        status = probed.get("ufw", "")
         if "Status: active" not in status:
             return Plan(note=f"no firewalld and no active ufw: {self.port}/tcp left to you")
-        rule = re.compile(rf"^{self.port}/tcp\s+ALLOW\s", re.M)
-        if rule.search(status):
-            return Plan(note="ufw: open")
-        return Plan([Command(f"ufw allow {self.port}/tcp")], "ufw: open")
+        actions = []
+        if not re.search(rf"^{self.port}/tcp\s+ALLOW\s", status, re.M):
+            actions.append(Command(f"ufw allow {self.port}/tcp"))
+        actions += [Command(f"ufw delete allow {p}/tcp") for p in old
+                    if re.search(rf"^{p}/tcp\s+ALLOW\s", status, re.M)]
+        return self._with_record(actions, probed, "ufw: open", old)
+
+    def _with_record(self, actions: list, probed, note: str, old: list[int]) -> Plan:
+        """Actions plus, when the record is not just this port, rewriting it."""
+        if old:
+            note += f"; close {', '.join(f'{p}/tcp' for p in old)} (opened here before)"
+        if actions or probed.get("record", "").split() != [str(self.port)]:
+            actions = actions + [Command(f"mkdir -p {q(str(Path(self.record).parent))}"),
+                                 WriteFile(self.record, f"{self.port}\n".encode())]
+        return Plan(actions, note)
 
 
 class PortFree(Step):
@@ -587,13 +698,26 @@ class HtpasswdNames(Step):
         return Plan(note=f"{len(names)}: {', '.join(names)}" if names else "no accounts")
 
 
+_DIST = re.compile(r"^(?P<name>.+?)-(?P<version>\d[^-]*?)(?:-[^-]+)*\.(?:whl|tar\.gz|tar\.bz2|tgz|zip|egg)$")
+
+
+def project_of(filename: str) -> str | None:
+    """The normalised project a distribution file belongs to, or None if it is not one."""
+    if filename.endswith(".whl"):
+        return canonical_name(filename.split("-", 1)[0])
+    m = _DIST.match(filename)
+    return canonical_name(m["name"]) if m else None
+
+
 class MirroredFiles(Step):
     """Distribution files placed in the packages directory by `invoke mirror`.
 
     Compared by name and size with what the directory holds (in the facts round trip);
-    only missing files are sent, as one tar stream whose files appear by rename. A file
-    that exists with another size is kept unless `overwrite`. A manifest on the host lists
-    what mirror placed, so `prune` removes only those, never an uploaded package.
+    only missing files are sent, as one tar stream whose files appear by rename. A
+    manifest on the host lists the files mirror placed (one name per line) and nothing
+    else. Every other file is an upload (or was put there by hand), and its project is
+    private: mirror adds nothing to it (a public release beside a private one would
+    shadow it), `overwrite` replaces only files mirror placed, `prune` removes only those.
     """
 
     MANIFEST = "/var/lib/provision/mirror-manifest"
@@ -605,27 +729,35 @@ class MirroredFiles(Step):
         self.name = f"Ensure the mirrored distributions are in {dest}."
 
     def probes(self):
-        return {"ls": f"find {q(self.dest)} -maxdepth 1 -type f ! -name '.*' -printf '%f %s\\n'",
+        # NUL-separated; a name holding a newline could forge a section line: left out
+        return {"ls": (f"find {q(self.dest)} -maxdepth 1 -type f ! -name '.*' "
+                       f"! -name \"$(printf '*\\n*')\" -printf '%s %f\\0'"),
                 "manifest": f"cat {q(self.MANIFEST)}"}
 
     def plan(self, facts, probed):
+        have = dict(reversed(e.split(" ", 1)) for e in probed["ls"].strip("\n").split("\0")
+                    if " " in e)
+        placed = {n for n in probed["manifest"].split("\n") if n} & set(have)
+        private = {p for n in have if n not in placed and (p := project_of(n))}
         files = self.files(facts)
-        have = dict(line.rsplit(" ", 1) for line in probed["ls"].splitlines() if " " in line)
-        placed = set(probed["manifest"].split())
+        skipped = sorted({project_of(f.name) for f in files if project_of(f.name) in private})
+        files = [f for f in files if project_of(f.name) not in private]
+        # every file of a public project that exists here was placed by mirror
         missing = [f for f in files if f.name not in have]
         differ = [f for f in files if f.name in have and have[f.name] != str(f.stat().st_size)]
         send = missing + (differ if self.overwrite else [])
         wanted = {f.name for f in files}
-        stale = sorted(n for n in placed if n not in wanted and n in have) if self.prune else []
+        stale = sorted(n for n in placed if n not in wanted) if self.prune else []
         actions: list = []
         if send:
             actions.append(Upload(send, self.dest, self.owner, self.owner, 0o644))
         if stale:
             actions.append(Command("cd " + q(self.dest) + " && rm -f -- " + " ".join(q(n) for n in stale)))
         manifest = sorted((placed | {f.name for f in send}) - set(stale))
-        if actions and manifest != sorted(placed):
+        recorded = [n for n in probed["manifest"].split("\n") if n]
+        if manifest != sorted(recorded):
+            actions.append(Command(f"mkdir -p {q(str(Path(self.MANIFEST).parent))}"))
             actions.append(WriteFile(self.MANIFEST, "".join(n + "\n" for n in manifest).encode()))
-            actions.insert(0, Command(f"mkdir -p {q(str(Path(self.MANIFEST).parent))}"))
         size = sum(f.stat().st_size for f in send)
         parts = [f"{len(files)} files", f"{len(files) - len(missing) - len(differ)} present"]
         if send:
@@ -634,4 +766,10 @@ class MirroredFiles(Step):
             parts.append(f"kept {len(differ)} that differ (use --overwrite)")
         if stale:
             parts.append(f"prune {len(stale)}")
+        gone = set(recorded) - set(have)
+        if gone:
+            parts.append(f"forget {len(gone)} removed by hand")
+        if skipped:
+            parts.append(f"skipped private project{'s' if len(skipped) > 1 else ''} "
+                         f"{', '.join(skipped)} (uploads here: mirror adds nothing to it)")
         return Plan(actions, ", ".join(parts))

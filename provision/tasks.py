@@ -51,8 +51,7 @@ def deploy(c, host=None, inventory=None, port=None, check=False, diff=False, off
         overrides = {"pypiserver_port": port, "offline": True if offline else None,
                      "centos7_vault": False if keep_repos else None}
         role = PypiserverRole(diff=diff)
-        _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff, overrides=overrides,
-                  validate=role.vars)
+        _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff, overrides=overrides)
     except ProvisionError as exc:
         raise Exit(f"error: {exc}", code=2) from None
     except KeyboardInterrupt:
@@ -60,14 +59,14 @@ def deploy(c, host=None, inventory=None, port=None, check=False, diff=False, off
 
 
 def _run_role(role, host, inventory, check: bool, ask_sudo_pass: bool, diff: bool = False,
-              overrides: dict | None = None, validate=None) -> None:
+              overrides: dict | None = None) -> None:
     """Hosts, runner, recap and exit status: the same for every task that touches hosts.
-    `validate(target)` checks each host's variables before any host is touched."""
+    Every host's variables are checked before any host is touched."""
     from .runner import Options, run
 
     targets = _targets(host, inventory, overrides or {})
-    for t in targets if validate else []:
-        validate(t)
+    for t in targets:
+        role.vars(t)
     opts = Options(check=check, diff=diff, sudo_password=_sudo_password(ask_sudo_pass))
     results = run(targets, role, opts)
     if any(r.failed for r in results.values()):
@@ -172,7 +171,10 @@ def client_config(c, host=None, inventory=None, username=None, name="private", e
                 raise Exit("error: client-config takes one server: pass --host", code=2)
             (t,) = targets
             v = PypiserverRole().vars(t)
-            url = f"http://{v['pypiserver_url_host'] or t.ssh_host}:{v['pypiserver_port']}/"
+            server = v['pypiserver_url_host'] or t.ssh_host
+            if ":" in server and not server.startswith("["):  # a bare IPv6 address
+                server = f"[{server}]"
+            url = f"http://{server}:{v['pypiserver_port']}/"
         password = _read_password(True) if password_stdin else None
         pip_text, pypirc_text = cc.render(url, name, username, password, extra)
         if extra:
@@ -184,8 +186,11 @@ def client_config(c, host=None, inventory=None, username=None, name="private", e
             print(f"# --- {pip_conf or default_pip} ---\n{pip_text}\n# --- {pypirc or default_rc} ---\n{shown}", end="")
             return
         default_pip, default_rc = cc.default_paths()
-        print(cc.write_merged(Path(pip_conf or default_pip), pip_text))
-        print(cc.write_merged(Path(pypirc or default_rc), pypirc_text, mode=0o600))
+        # both read and checked before either is written: a refusal leaves both untouched
+        updates = [cc.prepare(Path(pip_conf or default_pip), pip_text),
+                   cc.prepare(Path(pypirc or default_rc), pypirc_text, mode=0o600)]
+        for update in updates:
+            print(update.apply())
     except ProvisionError as exc:
         raise Exit(f"error: {exc}", code=2) from None
 

@@ -10,6 +10,14 @@ from __future__ import annotations
 
 class Role:
     name = "role"
+    # a run that may change its hosts holds each host's lock from its facts to its end
+    changes_hosts = True
+
+    def vars(self, target) -> dict:
+        """The target's variables, checked by the one validation function every role uses."""
+        from ..validate import role_vars
+
+        return role_vars(target)
 
     def phases(self, target) -> list[list]:
         raise NotImplementedError

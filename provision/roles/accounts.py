@@ -11,7 +11,7 @@ import threading
 from .. import htpasswd
 from ..steps import HtpasswdEntry, HtpasswdNames
 from . import Role
-from .pypiserver import defaults
+from ..validate import role_vars
 
 
 class AccountsRole(Role):
@@ -19,6 +19,7 @@ class AccountsRole(Role):
 
     def __init__(self, action: str, user: str | None = None, password: str | None = None):
         self.action, self.user, self.password = action, user, password
+        self.changes_hosts = action != "list"
         self._hash: str | None = None
         self._lock = threading.Lock()
 
@@ -29,7 +30,7 @@ class AccountsRole(Role):
             return self._hash
 
     def phases(self, target):
-        path = {**defaults(), **target.vars}["pypiserver_htpasswd"]
+        path = role_vars(target)["pypiserver_htpasswd"]
         if self.action == "list":
             return [[HtpasswdNames(path)]]
         password = self.password if self.action == "add" else None

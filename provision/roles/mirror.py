@@ -12,7 +12,8 @@ from .. import mirror, wheels
 from ..errors import StepError
 from ..steps import MirroredFiles
 from . import Role
-from .pypiserver import choose_python, defaults
+from ..validate import role_vars
+from .pypiserver import choose_python
 
 
 class MirrorRole(Role):
@@ -54,7 +55,7 @@ class MirrorRole(Role):
         return [out[n] for n in sorted(out)]
 
     def phases(self, target):
-        v = {**defaults(), **target.vars}
+        v = role_vars(target)
         return [[MirroredFiles(v["pypiserver_packages_dir"], self.files, v["pypiserver_user"],
                                self.overwrite, self.prune)]]
 

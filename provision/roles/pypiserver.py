@@ -9,7 +9,6 @@ the order an operator would do it by hand. Per-family values live in
 from __future__ import annotations
 
 import http.client
-import re
 import shlex
 import time
 from functools import lru_cache
@@ -19,21 +18,18 @@ import yaml
 
 from .. import wheels
 from . import Role
-from ..errors import InventoryError, StepError, UnsupportedHost
+from ..errors import StepError, UnsupportedHost
 from ..facts import HostFacts, version_key
+from ..validate import role_vars, systemd_quote
 from ..steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree,
-                     PythonFromRepos, Restart, Service, SystemUser, VaultRepos, Venv, Wheelhouse)
+                     PythonFromRepos, Restart, Service, SystemUser, UnitFileOwned, VaultRepos, Venv,
+                     Wheelhouse)
 
 HERE = Path(__file__).resolve().parent.parent
 FAMILIES = ("Debian", "RedHat")
 SUPPORTED = "Debian 11+, Ubuntu 20.04+, CentOS 7, RHEL/Rocky/Alma 8 and 9"
 RESTART = "restart pypiserver"
 HEALTH_TIMEOUT = 30
-
-
-@lru_cache(maxsize=None)
-def defaults() -> dict:
-    return yaml.safe_load((HERE / "defaults.yml").read_text())
 
 
 @lru_cache(maxsize=None)
@@ -88,27 +84,7 @@ class PypiserverRole(Role):
         self.diff = diff
 
     def vars(self, target) -> dict:
-        v = {**defaults(), **target.vars, **{k: x for k, x in self.overrides.items() if x is not None}}
-        try:
-            v["pypiserver_port"] = int(v["pypiserver_port"])
-        except (TypeError, ValueError):
-            raise InventoryError(f"{target.name}: pypiserver_port must be a number") from None
-        if not 0 < v["pypiserver_port"] < 65536:
-            raise InventoryError(f"{target.name}: pypiserver_port {v['pypiserver_port']} is out of range")
-        for key in ("pypiserver_venv", "pypiserver_wheels_dir", "pypiserver_packages_dir",
-                    "pypiserver_config_dir", "pypiserver_htpasswd"):
-            path = str(v[key])
-            if not path.startswith("/") or path.rstrip("/").count("/") < 2:
-                raise InventoryError(f"{target.name}: {key} must be an absolute path two levels "
-                                     f"deep or more, got {path!r}")
-            if not re.fullmatch(r"[A-Za-z0-9/._+-]+", path):
-                # it goes unquoted into the unit's ExecStart
-                raise InventoryError(f"{target.name}: {key} may hold only letters, digits and "
-                                     f"/._+-, got {path!r}")
-        for key in ("pypiserver_user", "pypiserver_service"):
-            if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", str(v[key])):
-                raise InventoryError(f"{target.name}: {key} {v[key]!r} is not a valid name")
-        return v
+        return role_vars(target, self.overrides)
 
     # -- steps --------------------------------------------------------------------
     def phases(self, target):
@@ -134,25 +110,31 @@ class PypiserverRole(Role):
             return choose_python(facts, predict=True) or ("3", "python3")
 
         def unit(facts):
-            return render("pypiserver.service.j2", user=user, venv=venv, listen=v["pypiserver_listen"],
-                          port=port, htpasswd=v["pypiserver_htpasswd"],
-                          authenticate=v["pypiserver_authenticate"],
-                          packages_dir=v["pypiserver_packages_dir"],
-                          extra_args=v["pypiserver_extra_args"], systemd=facts.systemd)
+            argv = [f"{venv}/bin/pypi-server", "run", "--host", v["pypiserver_listen"],
+                    "--port", str(port), "--passwords", v["pypiserver_htpasswd"],
+                    "--authenticate", v["pypiserver_authenticate"], "--server", "auto",
+                    "--backend", "cached-dir", *v["pypiserver_extra_args"],
+                    v["pypiserver_packages_dir"]]
+            return render("pypiserver.service.j2", user=user, packages_dir=v["pypiserver_packages_dir"],
+                          exec_start=" ".join(systemd_quote(a) for a in argv), systemd=facts.systemd)
 
         unit_path = f"/etc/systemd/system/{v['pypiserver_service']}.service"
         packages = Packages({f: fam[f]["packages"] for f in FAMILIES},
                             {f: fam[f]["install"] for f in FAMILIES})
         rh = fam["RedHat"]
+        # guards first: phase 1 is planned whole before anything runs, so a refusal here
+        # leaves the host untouched
         system = [
             PortFree(port, v["pypiserver_service"]),
-            VaultRepos(rh["vault_url"], enabled=bool(v["centos7_vault"])),
+            UnitFileOwned(v["pypiserver_service"], unit_path),
+            SystemUser(user, home=str(Path(v["pypiserver_packages_dir"]).parent),
+                       shells={f: fam[f]["nologin"] for f in FAMILIES}),
+            VaultRepos(rh["vault_url"], rh["vault_altarch_url"], enabled=bool(v["centos7_vault"])),
             packages,
             PythonFromRepos(rh["python_candidates"], rh["current_python"],
                             wheels.supported_pythons(), rh["install"]),
         ]
         rest = [
-            SystemUser(user, home=str(Path(v["pypiserver_packages_dir"]).parent), shells={f: fam[f]["nologin"] for f in FAMILIES}),
             Directory(v["pypiserver_packages_dir"], user, user, 0o755),
             Directory(v["pypiserver_config_dir"], "root", "root", 0o755),
             Directory(str(Path(venv).parent), "root", "root", 0o755),
@@ -169,7 +151,7 @@ class PypiserverRole(Role):
             _Rendered(unit_path, unit, diff=self.diff, on_change=("systemctl daemon-reload",),
                       notify=(RESTART,), name=f"Ensure the systemd unit {unit_path} is up to date."),
             Service(v["pypiserver_service"]),
-            FirewallPort(port),
+            FirewallPort(port, record=f"/var/lib/provision/firewall-port-{v['pypiserver_service']}"),
         ]
         return [system, rest]
 
@@ -181,6 +163,11 @@ class PypiserverRole(Role):
         if facts.family is None:
             raise UnsupportedHost(f"unsupported OS {facts.os_pretty} (ID={facts.os_id}); "
                                   f"supported: {SUPPORTED}")
+        if facts.os_id == "centos" and facts.os_major == "8":
+            # their mirrors are gone and nothing redirects them (the vault rewrite is CentOS 7
+            # only), so the first yum would fail half-way through: refuse before any change
+            raise UnsupportedHost("CentOS Linux 8 / CentOS Stream 8 reached end of life and their "
+                                  "mirrors are gone: use Rocky or AlmaLinux 8 (or 9)")
         if facts.init != "systemd":
             raise UnsupportedHost(f"unsupported init system {facts.init or 'unknown'}: the service "
                                   f"needs systemd")
@@ -194,7 +181,9 @@ class PypiserverRole(Role):
 
     def explain_failure(self, step, why: str, facts: HostFacts) -> str:
         if isinstance(step, (Packages, PythonFromRepos)):
-            if choose_python(facts) is None:
+            # the Red Hat family's Packages brings no Python (only tar): not a Python failure
+            python_step = isinstance(step, PythonFromRepos) or facts.family != "RedHat"
+            if python_step and choose_python(facts) is None:
                 return f"no Python 3 obtainable through the package manager: {why}"
             return f"installing OS packages failed: {why}"
         return why

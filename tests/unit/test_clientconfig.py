@@ -1,5 +1,7 @@
 """pip.conf and .pypirc rendering and merging (pure functions, real files in tmp)."""
 
+import configparser
+import os
 import stat
 
 import pytest
@@ -32,9 +34,10 @@ def test_bad_urls(bad):
         cc.render(bad, "private", None, None, extra=False)
 
 
-def test_bad_repository_name():
+@pytest.mark.parametrize("bad", ["bad name", "private\n", "x]\n[evil"])
+def test_bad_repository_name(bad):
     with pytest.raises(cc.ClientConfigError, match="bad repository name"):
-        cc.render(URL, "bad name", None, None, extra=False)
+        cc.render(URL, bad, None, None, extra=False)
 
 
 def test_merge_keeps_everything_else_and_unions_lists():
@@ -83,3 +86,160 @@ def test_cli_writes_where_told(tmp_path):
     again = invoke("client-config", "--url", "https://pypi.example.org/", "--username", "ci",
                    "--name", "corp", "--write", "--pip-conf", str(venv_conf), "--pypirc", str(rc))
     assert again.stdout.count("ok ") == 2  # already set: nothing rewritten
+
+
+PASSWORD = "pass  word %x %(home)s %%"  # inner double spaces and '%': kept as they are
+
+
+def test_password_merged_byte_exact_as_twine_reads_it(tmp_path):
+    from twine.utils import get_config
+
+    path = tmp_path / ".pypirc"
+    path.write_text("[distutils]\nindex-servers = pypi\n\n[private]\nrepository = http://old/\n"
+                    "password = old\n")
+    _, pypirc = cc.render(URL, "private", "demo", PASSWORD, extra=False)
+    assert cc.write_merged(path, pypirc, mode=0o600).startswith("changed")
+    parser = configparser.RawConfigParser()  # twine's parser: no interpolation
+    parser.read(path)
+    assert parser.get("private", "password") == PASSWORD
+    assert get_config(str(path))["private"]["password"] == PASSWORD
+    before = path.read_bytes()
+    assert cc.write_merged(path, pypirc, mode=0o600) == f"ok       {path} (already set)"
+    assert path.read_bytes() == before
+
+
+def test_merge_replaces_the_whole_value_configparser_reads():
+    """A blank line and then an indented line still belong to the value for configparser."""
+    _, pypirc = cc.render(URL, "private", "demo", "new", extra=False)
+    merged = cc.merge("[private]\npassword = old\n\n    tail\n# note\nusername = demo\n", pypirc)
+    parser = configparser.RawConfigParser()
+    parser.read_string(merged)
+    assert parser.get("private", "password") == "new" and parser.get("private", "username") == "demo"
+    assert cc.merge(merged, pypirc) == merged
+
+
+@pytest.mark.parametrize("bad", [" lead", "trail ", "\u00a0nbsp", "x\t"])
+def test_password_whitespace_at_the_ends_refused(bad):
+    with pytest.raises(cc.ClientConfigError, match="TWINE_PASSWORD or keyring") as exc:
+        cc.render(URL, "private", "demo", bad.replace("\t", " "), extra=False)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("bad", ["pw\n[evil]\nrepository = http://evil/", "pw\r", "pw\u2028x", "pw\x85x"])
+def test_password_line_breaks_refused(bad):
+    with pytest.raises(cc.ClientConfigError, match="control character or a line break"):
+        cc.render(URL, "private", "demo", bad, extra=False)
+
+
+@pytest.mark.parametrize("bad", ["", "ci\n[evil]", "ci:bot", "#ci", "ci bot", "x" * 256, "ci\x9b",
+                                 "ci\u2028x"])
+def test_bad_usernames_refused(bad):
+    with pytest.raises(cc.ClientConfigError, match="bad --username") as exc:
+        cc.render(URL, "private", bad, None, extra=False)
+    assert "\n" not in str(exc.value)
+
+
+def test_longest_username_accepted():
+    _, pypirc = cc.render(URL, "private", "x" * 255, None, extra=False)
+    assert f"username = {'x' * 255}\n" in pypirc
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("http://ci:s3cret@10.0.0.5:8000/", "credentials belong in .pypirc"),
+    ("https://s3cret@pypi.example.org/", "credentials belong in .pypirc"),
+    ("http://10.0.0.5:99999/", "Port out of range"),
+    ("http://10.0.0.5:0/", "port must be 1 to 65535"),
+    ("http://10.0.0.5:http/", "Port could not be cast"),
+    ("http://10.0.0.5:8000/\n", "whitespace or a control character"),
+    ("http://10.0.0.5\t:8000/", "whitespace or a control character"),  # urlsplit drops tabs
+    ("http://10.0.0.5 /", "whitespace or a control character"),
+    ("http://10.0.0.5:8000/?x=1", "no query"),
+    ("http://10.0.0.5:8000/#top", "no query"),
+    ("http://10.0.0.5:8000/?", "no query"),
+    ("http://[fd00::1:8000/", "Invalid IPv6 URL"),
+])
+def test_bad_urls_one_line_reason(bad, why):
+    with pytest.raises(cc.ClientConfigError, match=why) as exc:
+        cc.render(bad, "private", None, None, extra=False)
+    assert "\n" not in str(exc.value) and "s3cret" not in str(exc.value)
+
+
+@pytest.mark.filterwarnings("ignore:pkg_resources is deprecated:DeprecationWarning")
+def test_ipv6_trusted_host_is_one_pip_matches(tmp_path, monkeypatch):
+    """Read back by pip's own option parser and checked with pip's own origin matching."""
+    from pip._internal.commands import create_command
+    from pip._internal.models.link import Link
+    from pip._internal.network.session import PipSession
+
+    pip_conf, pypirc = cc.render("http://[fd00::1]:8000/", "private", None, None, extra=False)
+    assert "repository = http://[fd00::1]:8000/\n" in pypirc
+    path = tmp_path / "pip.conf"
+    path.write_text(pip_conf)
+    for var in [v for v in os.environ if v.startswith("PIP_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(path))
+    options, _ = create_command("download").parse_args([])
+    assert options.index_url == "http://[fd00::1]:8000/simple/"
+    index = Link(options.index_url)
+    assert PipSession(trusted_hosts=options.trusted_hosts).is_secure_origin(index)
+    assert not PipSession().is_secure_origin(index)  # without it pip would ignore the index
+    assert not PipSession(trusted_hosts=["fd00::2"]).is_secure_origin(index)
+
+
+def test_symlinked_pypirc_written_through_the_link(tmp_path):
+    target = tmp_path / "dotfiles" / "pypirc"
+    target.parent.mkdir()
+    target.write_text("[distutils]\nindex-servers = pypi\n")
+    link = tmp_path / ".pypirc"
+    link.symlink_to(os.path.join("dotfiles", "pypirc"))
+    _, pypirc = cc.render(URL, "private", "demo", "pw", extra=False)
+    assert "through the link" in cc.write_merged(link, pypirc, mode=0o600)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("dotfiles", "pypirc")
+    assert "[private]\nrepository = http://10.0.0.5:8000/\nusername = demo\npassword = pw\n" in target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    (backup,) = target.parent.glob("pypirc.bak-*")
+    assert backup.read_text() == "[distutils]\nindex-servers = pypi\n"
+    assert cc.write_merged(link, pypirc, mode=0o600).startswith("ok")
+    dangling = tmp_path / "pip.conf"
+    dangling.symlink_to(tmp_path / "new" / "pip.conf")
+    pip_conf, _ = cc.render(URL, "private", None, None, extra=False)
+    cc.write_merged(dangling, pip_conf)
+    assert dangling.is_symlink() and (tmp_path / "new" / "pip.conf").read_text() == pip_conf
+
+
+def test_only_regular_files_read(tmp_path):
+    pip_conf, _ = cc.render(URL, "private", None, None, extra=False)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (cc.Path("/dev/full"), fifo, tmp_path):
+        with pytest.raises(cc.ClientConfigError, match="not a regular file"):
+            cc.write_merged(path, pip_conf)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_files_over_1_mib_refused(tmp_path):
+    pip_conf, _ = cc.render(URL, "private", None, None, extra=False)
+    big = tmp_path / "pip.conf"
+    big.write_text("[global]\n" + "# padding\n" * (cc.MAX_BYTES // 10))
+    with pytest.raises(cc.ClientConfigError, match="larger than 1 MiB"):
+        cc.write_merged(big, pip_conf)
+    assert cc.write_merged(tmp_path / "fine.conf", pip_conf).startswith("changed")
+
+
+def test_cli_refusals_touch_nothing(tmp_path):
+    """One line and exit 2; a refused --pip-conf leaves .pypirc unwritten too."""
+    from tests.helpers import invoke
+
+    args = ("client-config", "--write", "--pypirc", str(tmp_path / "pypirc"))
+    pip_conf = str(tmp_path / "pip.conf")
+    for extra, why in [(("--url", URL, "--pip-conf", "/dev/full"), "/dev/full is not a regular file"),
+                       (("--url", URL, "--pip-conf", pip_conf, "--username", "ci\n[evil]"), "bad --username"),
+                       (("--url", "http://h:99999/", "--pip-conf", pip_conf), "Port out of range")]:
+        res = invoke(*args, *extra, timeout=60)
+        assert res.returncode == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.stderr
+        assert res.stderr.count("\n") == 1
+    res = invoke(*args, "--url", URL, "--pip-conf", pip_conf, "--password-stdin", input=" pw\n", timeout=60)
+    assert res.returncode == 2 and "TWINE_PASSWORD" in res.stderr
+    assert os.listdir(tmp_path) == []

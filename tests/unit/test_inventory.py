@@ -99,7 +99,7 @@ def test_cli_bad_values_are_one_line_errors():
     """Through the real CLI: no traceback, exit 2, the reason on one line."""
     from tests.helpers import invoke
 
-    for args, needle in [(["--host", "x", "--port", "abc"], "error: x: pypiserver_port must be a number"),
+    for args, needle in [(["--host", "x", "--port", "abc"], "error: x: pypiserver_port must be a whole number"),
                          (["--host", "x", "--port", "99999"], "out of range"),
                          (["--host", "bad host"], "error: bad host 'bad host'")]:
         res = invoke("deploy", *args)

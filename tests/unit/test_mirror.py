@@ -33,31 +33,78 @@ def test_targets_this_machine_the_host_and_the_asked(tmp_path):
                                             "--python-version", "3.6", "--platform", "manylinux2014_x86_64"]
 
 
-def _ls(files):
-    return "\n".join(f"{f.name} {f.stat().st_size}" for f in files)
+def _ls(*entries):
+    """What the step's find prints: `SIZE NAME` entries, NUL-separated."""
+    out = []
+    for e in entries:
+        out.append(f"{e[1]} {e[0]}" if isinstance(e, tuple) else f"{e.stat().st_size} {e.name}")
+    return "\0".join(out) + "\0"
+
+
+def _files(tmp_path, *specs):
+    out = []
+    for name, size in specs:
+        f = tmp_path / name
+        f.write_bytes(b"x" * size)
+        out.append(f)
+    return out
 
 
 def test_mirrored_files_send_missing_keep_differing_prune_own(tmp_path):
-    a, b, c = (tmp_path / n for n in ("a-1-py3-none-any.whl", "b-1-py3-none-any.whl", "c-1.tar.gz"))
-    for f, size in ((a, 10), (b, 20), (c, 30)):
-        f.write_bytes(b"x" * size)
+    a, b, c = _files(tmp_path, ("a-1-py3-none-any.whl", 10), ("b-1-py3-none-any.whl", 20), ("c-1.tar.gz", 30))
     step = steps.MirroredFiles("/srv/pypi/packages", lambda facts: [a, b, c], "pypi")
     facts = distro_facts("debian-12")
-    plan = step.plan(facts, {"ls": f"{a.name} 10\n{b.name} 99\nuploaded-1.whl 5", "manifest": ""})
-    mkdir, up, manifest = plan.actions
+    placed = f"{a.name}\n{b.name}\n"
+    plan = step.plan(facts, {"ls": _ls(a, (b.name, 99)), "manifest": placed})
+    up, mkdir, manifest = plan.actions
     assert up.files == [c] and (up.owner, up.mode) == ("pypi", 0o644)  # b differs: kept
-    assert manifest.path == steps.MirroredFiles.MANIFEST and manifest.content == b"c-1.tar.gz\n"
+    assert manifest.path == steps.MirroredFiles.MANIFEST and manifest.content == (placed + c.name + "\n").encode()
     assert "kept 1 that differ (use --overwrite)" in plan.note
     over = steps.MirroredFiles("/srv/pypi/packages", lambda f: [a, b, c], "pypi", overwrite=True)
-    assert over.plan(facts, {"ls": f"{a.name} 10\n{b.name} 99", "manifest": ""}).actions[1].files == [c, b]
-    done = step.plan(facts, {"ls": _ls([a, b, c]), "manifest": "a-1-py3-none-any.whl\n"})
+    assert over.plan(facts, {"ls": _ls(a, (b.name, 99)), "manifest": placed}).actions[0].files == [c, b]
+    done = step.plan(facts, {"ls": _ls(a, b, c), "manifest": placed + c.name + "\n"})
     assert not done.changed and done.note == "3 files, 3 present"
     prune = steps.MirroredFiles("/srv/pypi/packages", lambda f: [a], "pypi", prune=True)
-    plan = prune.plan(facts, {"ls": _ls([a, b]) + "\nuploaded-1.whl 5",
+    plan = prune.plan(facts, {"ls": _ls(a, b, ("uploaded-1.whl", 5)),
                               "manifest": f"{a.name}\n{b.name}\ngone-1.whl\n"})
     cmds = [x.sh for x in plan.actions if isinstance(x, steps.Command)]
     assert "cd /srv/pypi/packages && rm -f -- b-1-py3-none-any.whl" in cmds  # never uploaded-1.whl
-    assert plan.actions[-1].content == b"a-1-py3-none-any.whl\ngone-1.whl\n"
+    # the manifest lists what mirror placed and still exists: gone-1.whl was removed by hand
+    assert plan.actions[-1].content == b"a-1-py3-none-any.whl\n"
+    assert "forget 1 removed by hand" in plan.note
+
+
+def test_a_project_with_uploads_is_private(tmp_path):
+    """The review's case: secpkg 1.0 uploaded; mirroring secpkg>=1.0 must not add the public
+    1.1 beside it, --overwrite must not replace the upload, --prune must not delete it."""
+    public, dep = _files(tmp_path, ("secpkg-1.1.tar.gz", 40), ("six-1.16.0-py2.py3-none-any.whl", 11))
+    uploaded = ("secpkg-1.0.tar.gz", 35)
+    facts = distro_facts("debian-12")
+    for kwargs in ({}, {"overwrite": True}, {"overwrite": True, "prune": True}):
+        step = steps.MirroredFiles("/srv/pypi/packages", lambda f: [public, dep], "pypi", **kwargs)
+        plan = step.plan(facts, {"ls": _ls(uploaded), "manifest": ""})
+        sent = [f.name for a in plan.actions if isinstance(a, steps.Upload) for f in a.files]
+        assert sent == [dep.name], kwargs
+        assert not [a for a in plan.actions if isinstance(a, steps.Command) and "rm -f" in a.sh]
+        manifest = [a for a in plan.actions if isinstance(a, steps.WriteFile)][0].content
+        assert manifest == dep.name.encode() + b"\n"  # never the upload
+        assert "skipped private project secpkg (uploads here: mirror adds nothing to it)" in plan.note
+    # an uploaded file with a name mirror also wants: kept as it is, even with --overwrite
+    same = _files(tmp_path, ("secpkg-1.0.tar.gz", 99))[0]
+    step = steps.MirroredFiles("/srv/pypi/packages", lambda f: [same], "pypi", overwrite=True, prune=True)
+    assert not step.plan(facts, {"ls": _ls(uploaded), "manifest": ""}).changed
+
+
+def test_manifest_and_listing_are_name_safe(tmp_path):
+    """Names with spaces or a leading '-' survive the listing, the manifest and the prune."""
+    odd = ("-rf-1.0.tar.gz", 3)
+    spaced = ("my pkg-1.0.tar.gz", 4)
+    keep = _files(tmp_path, ("keep-1.0.tar.gz", 5))[0]
+    step = steps.MirroredFiles("/srv/pypi/packages", lambda f: [keep], "pypi", prune=True)
+    plan = step.plan(distro_facts("debian-12"),
+                     {"ls": _ls(keep, odd, spaced), "manifest": f"{keep.name}\n{odd[0]}\n{spaced[0]}\n"})
+    rm = [a.sh for a in plan.actions if isinstance(a, steps.Command) and "rm -f" in a.sh]
+    assert rm == ["cd /srv/pypi/packages && rm -f -- -rf-1.0.tar.gz 'my pkg-1.0.tar.gz'"]
 
 
 @pytest.mark.network

@@ -8,19 +8,33 @@ from pathlib import Path
 import pytest
 
 from provision import steps, wheels
+from provision.errors import StepError
+from provision.runner import apply_script
 from provision.roles.pypiserver import family_vars
 
 from .conftest import DATA, distro_facts
 
 FILES = DATA / "files"
 VAULT = "http://vault.centos.org/7.9.2009"
+ALTARCH = "http://vault.centos.org/altarch/7.9.2009"
+
+
+def vault_step(enabled=True):
+    return steps.VaultRepos(VAULT, ALTARCH, enabled=enabled)
+
+
+def test_vault_urls_are_the_role_vars():
+    rh = family_vars("RedHat")
+    assert (rh["vault_url"], rh["vault_altarch_url"]) == (VAULT, ALTARCH)
 
 
 def probe_and_plan(step, facts, repo_dir: Path):
-    """Run the step's real probe against repo_dir (as if it were /etc/yum.repos.d)."""
-    probe = step.probes()["files"].replace("/etc/yum.repos.d", str(repo_dir))
-    out = subprocess.run(["sh", "-c", probe], capture_output=True, text=True).stdout
-    return step.plan(facts, {"files": out})
+    """Run the step's real probes against repo_dir (as if it were /etc/yum.repos.d)."""
+    probed = {}
+    for key, probe in step.probes().items():
+        probe = probe.replace("/etc/yum.repos.d", str(repo_dir))
+        probed[key] = subprocess.run(["sh", "-c", probe], capture_output=True, text=True).stdout
+    return step.plan(facts, probed)
 
 
 @pytest.fixture
@@ -33,7 +47,7 @@ def repos(tmp_path):
 
 
 def test_centos7_dead_mirrors_point_at_the_vault_once(repos):
-    step = steps.VaultRepos(VAULT)
+    step = vault_step()
     plan = probe_and_plan(step, distro_facts("centos-7"), repos)
     assert plan.note == f"2 repo files -> {VAULT} (mirrorlist.centos.org is gone)"
     *seds, clean = plan.actions
@@ -53,10 +67,127 @@ def test_centos7_dead_mirrors_point_at_the_vault_once(repos):
 
 
 def test_vault_opt_out_and_other_distros(repos):
-    kept = probe_and_plan(steps.VaultRepos(VAULT, enabled=False), distro_facts("centos-7"), repos)
+    kept = probe_and_plan(vault_step(enabled=False), distro_facts("centos-7"), repos)
     assert not kept.changed and "kept (centos7_vault: false)" in kept.note
     for distro in ("rocky-8", "rocky-9", "debian-12"):
-        assert probe_and_plan(steps.VaultRepos(VAULT), distro_facts(distro), repos).note == "not CentOS 7"
+        assert probe_and_plan(vault_step(), distro_facts(distro), repos).note == "not CentOS 7"
+
+
+def aarch64_facts():
+    facts = distro_facts("centos-7")
+    facts.arch = "aarch64"
+    facts.os["PRETTY_NAME"] = "CentOS Linux 7 (AltArch)"
+    return facts
+
+
+def run_sh(cmd: str):
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True)
+
+
+# tests/unit/data/files/centos7-altarch-CentOS-Base.repo is reconstructed (not copied from a
+# host) from the CentOS-Base.repo of the CentOS 7 altarch centos-release package (aarch64):
+# mirrorlist on, baseurl commented out under mirror.centos.org/altarch/$releasever/.
+def test_centos7_altarch_repos_point_at_the_vault_altarch_tree(tmp_path):
+    repos = tmp_path / "yum.repos.d"
+    repos.mkdir()
+    shutil.copy(FILES / "centos7-altarch-CentOS-Base.repo", repos / "CentOS-Base.repo")
+    step = vault_step()
+    plan = probe_and_plan(step, aarch64_facts(), repos)
+    assert plan.note == f"1 repo files -> {ALTARCH} (mirrorlist.centos.org is gone)"
+    sed, clean = plan.actions
+    assert clean.sh == "yum clean all -q"
+    res = run_sh(sed.sh)
+    assert res.returncode == 0 and res.stdout == "", res.stdout
+    base = (repos / "CentOS-Base.repo").read_text()
+    for repo in ("os", "updates", "extras", "centosplus"):
+        assert f"\nbaseurl={ALTARCH}/{repo}/$basearch/\n" in base
+    assert "mirror.centos.org" not in base and "\nmirrorlist=" not in base
+    # every repo, enabled or not, has an active URL line again
+    assert base.count("\nbaseurl=") == base.count("\n[") == 4
+    assert run_sh(f"awk {steps.q(step.NO_URL)} {repos}/CentOS-Base.repo").stdout == ""
+    again = probe_and_plan(step, aarch64_facts(), repos)
+    assert not again.changed and again.note == "no repo file uses the dead mirrors"
+
+
+def test_a_repo_file_left_without_urls_fails_the_step_naming_it(tmp_path):
+    """What the rewrite without altarch left on aarch64: mirrorlist commented, no baseurl.
+    yum fails on it, so it must not be reported ok (disabled centosplus is no matter)."""
+    repos = tmp_path / "yum.repos.d"
+    repos.mkdir()
+    broken = repos / "CentOS-Base.repo"
+    broken.write_text((FILES / "centos7-altarch-CentOS-Base.repo").read_text()
+                      .replace("\nmirrorlist=", "\n#mirrorlist="))
+    shutil.copy(FILES / "own-mirror.repo", repos / "own-mirror.repo")
+    for enabled in (True, False):  # kept repos too: yum cannot work either way
+        with pytest.raises(StepError) as exc:
+            probe_and_plan(vault_step(enabled), aarch64_facts(), repos)
+        assert str(exc.value) == (
+            f"{broken} [base] [updates] [extras]: enabled repos with no baseurl, mirrorlist or "
+            f"metalink, yum cannot work: give them one (or put back the file's .provision-orig "
+            f"copy if an earlier run left it so) and run again")
+    assert probe_and_plan(vault_step(), distro_facts("rocky-9"), repos).note == "not CentOS 7"
+
+
+def test_a_rewrite_that_would_leave_a_repo_without_url_is_undone(tmp_path):
+    """A repo whose fallback baseurl is under a path the rewrite does not know (SIG repo
+    files such as centos-release-gluster's use $contentdir): after the sed its mirrorlist is
+    commented and nothing else is active, so the file is put back and the step fails."""
+    repos = tmp_path / "yum.repos.d"
+    repos.mkdir()
+    sig = repos / "CentOS-Gluster-9.repo"
+    original = ("[centos-gluster9]\n"
+                "name=CentOS-$releasever - Gluster 9\n"
+                "mirrorlist=http://mirrorlist.centos.org?arch=$basearch&release=$releasever&repo=storage-gluster-9\n"
+                "#baseurl=http://mirror.centos.org/$contentdir/$releasever/storage/$basearch/gluster-9/\n"
+                "gpgcheck=1\n"
+                "enabled=1\n"
+                "gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-CentOS-SIG-Storage\n")
+    sig.write_text(original)
+    shutil.copy(FILES / "centos7-CentOS-Base.repo", repos / "CentOS-Base.repo")
+    plan = probe_and_plan(vault_step(), distro_facts("centos-7"), repos)
+    *seds, clean = plan.actions
+    assert len(seds) == 2 and clean.sh == "yum clean all -q"
+    # as the runner sends it: the step's commands under set -e, its last line the report
+    res = run_sh(apply_script([(0, plan)]).replace("yum clean all -q", "echo not reached"))
+    lines = [ln for ln in res.stdout.splitlines() if ln]
+    assert res.returncode == 1 and lines[-1] == "@@@provision:done 0 1" and "not reached" not in res.stdout
+    assert lines[-2] == (
+        f"{sig} [centos-gluster9]: enabled repos left with no baseurl, mirrorlist or metalink "
+        f"by the vault rewrite: original put back, give them a baseurl by hand")
+    assert sig.read_text() == original
+    assert f"\nbaseurl={VAULT}/os/$basearch/\n" in (repos / "CentOS-Base.repo").read_text()  # fine: kept
+    assert sorted(p.name for p in repos.iterdir()) == [
+        "CentOS-Base.repo", "CentOS-Base.repo.provision-orig", "CentOS-Gluster-9.repo"]
+
+
+def test_packages_probe_asks_rpm_and_installs_tar(tmp_path):
+    """The real probe under sh, on a host with rpm and no dpkg, then the plan."""
+    packages = family_vars("RedHat")["packages"]
+    assert packages == ["tar"]
+    step = steps.Packages({"RedHat": packages, "Debian": family_vars("Debian")["packages"]},
+                          {"RedHat": family_vars("RedHat")["install"]})
+    rpm = tmp_path / "rpm"
+    for have_tar, expected in ((False, ["yum install -y -q tar"]), (True, [])):
+        # rpm -q --whatprovides tar: exit 0 if some package provides it
+        rpm.write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path}/log"\nexit {0 if have_tar else 1}\n')
+        rpm.chmod(0o755)
+        out = subprocess.run(["/bin/sh", "-c", step.probes()["pkgs"]], capture_output=True,
+                             text=True, env={"PATH": str(tmp_path)}).stdout
+        plan = step.plan(distro_facts("rocky-9"), {"pkgs": out})
+        assert [a.sh for a in plan.actions] == expected
+        assert plan.note == ("tar installed" if have_tar else "install tar")
+    assert (tmp_path / "log").read_text().splitlines() == ["-q --whatprovides tar"] * 2
+
+
+def test_a_failed_tar_install_is_not_blamed_on_python():
+    from provision.roles.pypiserver import PypiserverRole
+
+    facts = distro_facts("rocky-9")
+    facts.pythons = {}
+    packages = steps.Packages({"RedHat": ["tar"]}, {"RedHat": "yum install -y -q {packages}"})
+    why = "Error: Unable to find a match: tar"
+    assert PypiserverRole().explain_failure(packages, why, facts) == f"installing OS packages failed: {why}"
+    assert PypiserverRole().explain_failure(python_step(), why, facts).startswith("no Python 3 obtainable")
 
 
 def python_step():

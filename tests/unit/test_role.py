@@ -29,17 +29,22 @@ def written(plan):
     return {a.path: a for _, p in plan for a in p.actions if isinstance(a, WriteFile)}
 
 
-@pytest.mark.parametrize("distro,python,pip_pin,installer", [
-    ("centos-7", "/usr/bin/python3.6", "pip==21.3.1", "yum install -y -q python3\n"),
-    ("rocky-8", "/usr/bin/python3.11", "pip==26.3", None),  # 3.11 installed: current enough
-    ("rocky-9", "/usr/bin/python3.9", "pip==26.0.1", "if yum install -y -q python3.12 "),
-    ("debian-12", "/usr/bin/python3.11", "pip==26.3", "apt-get install -y -q --no-install-recommends python3 python3-venv"),
+@pytest.mark.parametrize("distro,python,pip_pin,installers", [
+    # the Red Hat family: tar (uploads unpack with it), then the Python
+    ("centos-7", "/usr/bin/python3.6", "pip==21.3.1", ["yum install -y -q tar", "yum install -y -q python3\n"]),
+    ("rocky-8", "/usr/bin/python3.11", "pip==26.3", ["yum install -y -q tar"]),  # 3.11 installed: current enough
+    ("rocky-9", "/usr/bin/python3.9", "pip==26.0.1", ["yum install -y -q tar", "if yum install -y -q python3.12 "]),
+    ("debian-12", "/usr/bin/python3.11", "pip==26.3", ["apt-get install -y -q --no-install-recommends python3 python3-venv "]),
 ])
-def test_fresh_host_plan_per_distro(distro, python, pip_pin, installer):
+def test_fresh_host_plan_per_distro(distro, python, pip_pin, installers):
     plan = fresh_plan(distro)
     cmds = commands(plan)
-    if installer:
-        assert cmds[0].startswith(installer)
+    # exactly these package-manager commands, in this order
+    installs = [c for c in cmds if c.startswith(("yum ", "if yum ", "apt-get "))]
+    assert [c[:len(p)] for c, p in zip(installs, installers)] == installers
+    assert len(installs) == len(installers)
+    if distro != "debian-12":
+        assert installs[0] == "yum install -y -q tar"
     relabel = " && restorecon -R /opt/pypiserver/venv" if distro_facts(distro).selinux_enabled else ""
     assert f"{python} -m venv /opt/pypiserver/venv{relabel}" in cmds
     pip = "/opt/pypiserver/venv/bin/python -m pip install --disable-pip-version-check --no-input -q --only-binary=:all:"
@@ -50,29 +55,39 @@ def test_fresh_host_plan_per_distro(distro, python, pip_pin, installer):
             files["/etc/pypiserver/htpasswd"].mode) == ("root", "pypi", 0o640)
     assert "systemctl daemon-reload" in cmds
     service = ["systemctl enable pypiserver", "systemctl start pypiserver"]
-    firewall = ["firewall-cmd -q --permanent --add-port=8000/tcp", "firewall-cmd -q --add-port=8000/tcp"]
+    firewall = ["firewall-cmd -q --permanent --add-port=8000/tcp", "firewall-cmd -q --add-port=8000/tcp",
+                "mkdir -p /var/lib/provision"]
     # rocky-9's data has firewalld stopped: the port is left alone, with a note
-    assert cmds[-4:] == service + firewall if distro_facts(distro).firewalld else cmds[-2:] == service
+    assert cmds[-5:] == service + firewall if distro_facts(distro).firewalld else cmds[-2:] == service
+    if distro_facts(distro).firewalld:
+        assert files["/var/lib/provision/firewall-port-pypiserver"].content == b"8000\n"
 
 
 def test_unit_hardening_follows_systemd_version():
-    old = render("pypiserver.service.j2", user="pypi", venv="/v", listen="0.0.0.0", port=8000,
-                 htpasswd="/h", authenticate="update", packages_dir="/p", extra_args="", systemd=219)
-    new = render("pypiserver.service.j2", user="pypi", venv="/v", listen="0.0.0.0", port=8000,
-                 htpasswd="/h", authenticate="update", packages_dir="/p", extra_args="", systemd=252)
+    def unit(systemd):
+        return render("pypiserver.service.j2", user="pypi", packages_dir="/p",
+                      exec_start='"/v/bin/pypi-server" "run"', systemd=systemd)
+    old, new = unit(219), unit(252)
     assert old.startswith("# Managed by provision")
     assert "ProtectSystem=full" in old and "strict" not in old and "RestrictSUIDSGID" not in old
     assert "ProtectSystem=strict\nReadWritePaths=/p\n" in new and "RestrictSUIDSGID=yes" in new
-    exec_line = next(l for l in new.splitlines() if l.startswith("ExecStart="))
-    assert exec_line == ("ExecStart=/v/bin/pypi-server run --host 0.0.0.0 --port 8000 --passwords /h "
-                         "--authenticate update --server auto --backend cached-dir /p")
+
+
+def test_exec_start_quotes_every_argument():
+    plan = fresh_plan("debian-12", pypiserver_extra_args=["--fallback-url", "https://x.invalid/$HOME%n\"q"])
+    unit = written(plan)["/etc/systemd/system/pypiserver.service"].content.decode()
+    exec_line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
+    assert exec_line == (
+        'ExecStart="/opt/pypiserver/venv/bin/pypi-server" "run" "--host" "0.0.0.0" "--port" "8000" '
+        '"--passwords" "/etc/pypiserver/htpasswd" "--authenticate" "update" "--server" "auto" '
+        '"--backend" "cached-dir" "--fallback-url" "https://x.invalid/$$HOME%%n\\"q" "/srv/pypi/packages"')
 
 
 def test_port_flag_changes_unit_and_firewall():
     plan = fresh_plan("debian-12", pypiserver_port=8080)
     assert "firewall-cmd -q --add-port=8080/tcp" in commands(plan)
     unit = written(plan)["/etc/systemd/system/pypiserver.service"].content.decode()
-    assert "--port 8080" in unit
+    assert '"--port" "8080"' in unit
 
 
 def test_offline_adds_the_wheelhouse_and_find_links(monkeypatch, tmp_path):
@@ -100,6 +115,31 @@ def test_unsupported_hosts_are_refused(distro, error):
 
     with pytest.raises(UnsupportedHost, match=error.replace("(", r"\(").replace(")", r"\)")):
         PypiserverRole().check_host(distro_facts(distro))
+
+
+EL8_CENTOS = ("CentOS Linux 8 / CentOS Stream 8 reached end of life and their mirrors are gone: "
+              "use Rocky or AlmaLinux 8 (or 9)")
+
+
+@pytest.mark.parametrize("distro", ["centos-8", "centos-stream-8"])
+def test_centos_8_and_stream_8_are_refused_before_any_change(distro):
+    """check_host runs right after the facts: nothing is planned, let alone changed."""
+    from provision.errors import UnsupportedHost
+
+    with pytest.raises(UnsupportedHost) as exc:
+        PypiserverRole().check_host(distro_facts(distro))
+    assert str(exc.value) == EL8_CENTOS
+
+
+def test_centos_7_el_8_and_stream_9_are_accepted():
+    for distro in ("centos-7", "rocky-8", "rocky-9"):
+        PypiserverRole().check_host(distro_facts(distro))
+    # CentOS Stream 9 (Stream 8's facts with Stream 9's os-release version fields): its
+    # mirrors are alive, so it stays accepted
+    stream9 = distro_facts("centos-stream-8")
+    stream9.os.update(VERSION="9", VERSION_ID="9", PLATFORM_ID="platform:el9",
+                      PRETTY_NAME="CentOS Stream 9")
+    PypiserverRole().check_host(stream9)
 
 
 @pytest.mark.parametrize("bad", [{"pypiserver_port": "http"}, {"pypiserver_port": 70000},

@@ -34,7 +34,8 @@ def cases():
 
 
 def shell_of(plan):
-    return [a.sh for a in plan.actions]
+    return [a.sh if isinstance(a, steps.Command) else f"write {a.path}: {a.content.decode().strip()}"
+            for a in plan.actions]
 
 
 @pytest.mark.parametrize("kind,case", cases())

@@ -1,0 +1,304 @@
+"""The trust boundary: every inventory variable and command-line value passes here first.
+
+The inventory's author is trusted less than root on the host: a value from it may only
+choose among safe outcomes, never run a command, write outside the service's own
+directories or take over an account. So each role's variables are merged (defaults <
+inventory < flags) and checked by `role_vars`, the one function every role calls before
+it plans anything, and each refusal is one line (an InventoryError, exit 2) raised before
+any host is touched. Values that pass are still quoted wherever they are written: shell
+with `shlex.quote`, systemd unit lines with `systemd_quote`.
+
+What cannot be decided here (does the account exist on the host, is the unit name taken)
+is checked by guard steps in the role's first phase, before any change on that host.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import posixpath
+import re
+import shlex
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import InventoryError
+
+HERE = Path(__file__).resolve().parent
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PATH_CHARS = re.compile(r"[A-Za-z0-9/._+-]+")
+_SYSNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# DNS names, and ~/.ssh/config aliases (which may hold '_'); never a leading '-' (an option)
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                       r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
+AUTH_ACTIONS = ("download", "list", "update")
+# Ports below this need root or a capability; the service runs unprivileged with none.
+FIRST_UNPRIVILEGED_PORT = 1024
+
+# Directories a service path may never be (they hold the system, or other programs' state).
+SYSTEM_DIRS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+    "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",
+    "/usr", "/var", "/usr/local", "/usr/local/bin", "/usr/local/sbin", "/usr/local/lib",
+    "/usr/local/share", "/usr/local/etc", "/usr/local/include", "/usr/local/src",
+    "/var/lib", "/var/cache", "/var/opt", "/var/www", "/var/backups", "/var/local", "/var/mail",
+    "/etc/default", "/etc/init.d", "/etc/profile.d", "/etc/ld.so.conf.d", "/etc/sysconfig",
+    "/etc/yum.repos.d", "/etc/apt", "/etc/firewalld", "/etc/nginx", "/etc/pki", "/etc/ssl",
+    "/etc/cron.d", "/etc/cron.daily", "/etc/cron.hourly", "/etc/cron.weekly", "/etc/cron.monthly",
+    "/etc/logrotate.d", "/etc/sysctl.d", "/etc/modprobe.d", "/etc/udev", "/etc/xdg",
+})
+# Trees nothing of ours may live in: pseudo or volatile file systems, system binaries and
+# libraries, login and privilege configuration, package managers' and our own state.
+SYSTEM_TREES = (
+    "/proc", "/sys", "/dev", "/run", "/boot", "/tmp", "/var/tmp", "/bin", "/sbin", "/lib",
+    "/lib32", "/lib64", "/libx32", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib32",
+    "/usr/lib64", "/usr/libexec", "/usr/share", "/usr/include", "/usr/src", "/root",
+    "/etc/ssh", "/etc/systemd", "/etc/sudoers.d", "/etc/pam.d", "/etc/security", "/etc/selinux",
+    "/var/lib/dpkg", "/var/lib/rpm", "/var/lib/apt", "/var/lib/yum", "/var/lib/dnf",
+    "/var/lib/systemd", "/var/lib/provision", "/var/log", "/var/spool", "/var/run", "/var/lock",
+)
+DIR_VARS = ("pypiserver_venv", "pypiserver_wheels_dir", "pypiserver_packages_dir",
+            "pypiserver_config_dir")
+
+
+@lru_cache(maxsize=None)
+def defaults() -> dict:
+    import yaml
+
+    return yaml.safe_load((HERE / "defaults.yml").read_text())
+
+
+def role_vars(target, overrides: dict | None = None) -> dict:
+    """Defaults < the target's inventory variables < flags, every value checked.
+
+    Raises InventoryError naming the host and the variable. The result holds normalised
+    values (ints for ports, lists for arguments, normalised paths).
+    """
+    merged = {**defaults(), **target.vars,
+              **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    return check_vars(merged, target.name)
+
+
+def check_vars(values: dict, where: str) -> dict:
+    known = defaults()
+    for key in values:
+        if key.startswith("pypiserver_") and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise InventoryError(f"{where}: unknown variable {key}{hint}")
+    out = dict(values)
+    for key, check in CHECKS.items():
+        try:
+            out[key] = check(values[key])
+        except ValueError as exc:
+            raise InventoryError(f"{where}: {key} {exc}") from None
+    _check_layout(out, where)
+    return out
+
+
+# -- single values ----------------------------------------------------------------------
+def _text(value, what: str = "a string", limit: int = 4096) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be {what}, got {_show(value)}")
+    if _CONTROL.search(value):
+        raise ValueError(f"has a control character (newline, tab, NUL...): {_show(value)}")
+    if len(value) > limit:
+        raise ValueError(f"is longer than {limit} characters")
+    return value
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def port(value, minimum: int = 1) -> int:
+    """An integer 1..65535 (or a string of digits); booleans and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"must be a whole number, got {_show(value)}")
+    if isinstance(value, str):
+        if not re.fullmatch(r"[0-9]{1,5}", value.strip()):
+            raise ValueError(f"must be a whole number, got {_show(value)}")
+        value = int(value)
+    if not 0 < value < 65536:
+        raise ValueError(f"{value} is out of range (1-65535)")
+    if value < minimum:
+        raise ValueError(f"{value} is below {minimum}: the service runs unprivileged, "
+                         f"with no capability to bind it; choose {minimum} or above")
+    return value
+
+
+def service_port(value) -> int:
+    return port(value, FIRST_UNPRIVILEGED_PORT)
+
+
+def listen_address(value) -> str:
+    text = _text(value, "an IP address", 64)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"must be an IP address (0.0.0.0, ::, 127.0.0.1...), got {_show(value)}") from None
+
+
+def host_name(value) -> str:
+    """A DNS name or an IP address (brackets allowed around IPv6)."""
+    text = _text(value, "a host name or address", 253).strip()
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(text):
+        raise ValueError(f"must be a host name or an IP address, got {_show(value)}")
+    return text
+
+
+def optional_host(value) -> str:
+    return "" if value in ("", None) else host_name(value)
+
+
+def system_name(value) -> str:
+    text = _text(value, "a name", 32)
+    if not _SYSNAME.fullmatch(text):
+        raise ValueError(f"{_show(value)} is not a valid name (lowercase letters, digits, _ and -, "
+                         f"starting with a letter or _, at most 32)")
+    return text
+
+
+def service_user(value) -> str:
+    name = system_name(value)
+    if name == "root":
+        raise ValueError("may not be root: the service runs as a system account of its own")
+    return name
+
+
+def authenticate(value) -> str:
+    """pypiserver's -a: '.' (nothing) or a comma-separated subset of download, list, update."""
+    text = _text(value, "a string", 64)
+    if text == ".":
+        return text
+    items = text.split(",")
+    if not all(i in AUTH_ACTIONS for i in items) or len(set(items)) != len(items):
+        raise ValueError(f"must be '.' or a comma-separated list of {', '.join(AUTH_ACTIONS)}, "
+                         f"got {_show(value)}")
+    return text
+
+
+def argument_list(value) -> list[str]:
+    """Extra arguments: a list of strings, or one string split like a shell would."""
+    if value in ("", None):
+        return []
+    if isinstance(value, str):
+        _text(value)
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into arguments ({exc}): {_show(value)}") from None
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of arguments or a string, got {_show(value)}")
+    return [_text(arg, "a string (each argument)") for arg in value]
+
+
+def boolean(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_show(value)}")
+    return value
+
+
+def service_path(value, what: str = "directory") -> str:
+    """An absolute, normalised path outside the system's own directories."""
+    text = _text(value, "an absolute path", 255)
+    if not text.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {_show(value)}")
+    if not _PATH_CHARS.fullmatch(text):
+        raise ValueError(f"may hold only letters, digits and /._+-, got {_show(value)}")
+    parts = text.rstrip("/").split("/")[1:]
+    if any(p in (".", "..", "") for p in parts):
+        raise ValueError(f"must be normalised (no '.', '..' or '//'), got {_show(value)}")
+    path = posixpath.normpath(text)
+    if path in SYSTEM_DIRS:
+        raise ValueError(f"{path} is a system directory: use a {what} of its own, e.g. "
+                         f"{path.rstrip('/')}/pypi")
+    for tree in SYSTEM_TREES:
+        if path == tree or path.startswith(tree + "/"):
+            raise ValueError(f"{path} is inside {tree}, which belongs to the system")
+    if path.count("/") < 2:
+        raise ValueError(f"must be two levels deep or more (like /srv/pypi), got {path}")
+    return path
+
+
+def file_path(value) -> str:
+    """A path whose folder is a service directory too: e.g. /etc/shadow (its folder is
+    /etc) is refused; so is a venv at /opt/venv (its folder /opt would be chowned)."""
+    path = service_path(value, "file")
+    service_path(posixpath.dirname(path), "directory")
+    return path
+
+
+CHECKS = {
+    "pypiserver_port": service_port,
+    "pypiserver_listen": listen_address,
+    "pypiserver_user": service_user,
+    "pypiserver_venv": file_path,
+    "pypiserver_wheels_dir": service_path,
+    "pypiserver_packages_dir": service_path,
+    "pypiserver_config_dir": service_path,
+    "pypiserver_htpasswd": file_path,
+    "pypiserver_authenticate": authenticate,
+    "pypiserver_service": system_name,
+    "pypiserver_extra_args": argument_list,
+    "pypiserver_url_host": optional_host,
+    "offline": boolean,
+    "centos7_vault": boolean,
+}
+
+
+def _inside(a: str, b: str) -> bool:
+    return a == b or a.startswith(b.rstrip("/") + "/")
+
+
+def _check_layout(v: dict, where: str) -> None:
+    """The service's directories are distinct: none inside another (the packages dir is
+    the service user's; the others are root's). The htpasswd file lives in neither the
+    packages dir nor the venv or wheels."""
+    dirs = {k: v[k] for k in DIR_VARS}
+    for a, pa in dirs.items():
+        for b, pb in dirs.items():
+            if a != b and _inside(pa, pb):
+                raise InventoryError(f"{where}: {a} {pa} is inside {b} {pb}: give each its own directory")
+    for k in ("pypiserver_packages_dir", "pypiserver_venv", "pypiserver_wheels_dir"):
+        if _inside(v["pypiserver_htpasswd"], v[k]):
+            raise InventoryError(f"{where}: pypiserver_htpasswd {v['pypiserver_htpasswd']} is inside "
+                                 f"{k} {v[k]}: keep it in pypiserver_config_dir")
+
+
+# -- connection values (inventory.py) ----------------------------------------------------
+def ssh_user(value) -> str:
+    text = _text(value, "a user name", 64)
+    if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?", text):
+        raise ValueError(f"{_show(value)} is not a valid user name")
+    return text
+
+
+def local_path(value) -> str:
+    text = _text(value, "a path", 4096)
+    if not text:
+        raise ValueError("is empty")
+    return text
+
+
+def label(value, what: str) -> str:
+    """A host or group name from the inventory: shown in every line of output."""
+    text = str(value)
+    if not text or _CONTROL.search(text) or len(text) > 253 or text.startswith("-"):
+        raise InventoryError(f"bad {what} name {_show(value)}")
+    return text
+
+
+# -- unit files --------------------------------------------------------------------------
+def systemd_quote(arg: str) -> str:
+    """One argument for an ExecStart= line, taken literally by systemd (219 and later):
+    double-quoted with C escapes, `%` doubled (specifiers) and `$` doubled (variables)."""
+    if _CONTROL.search(arg):
+        raise ValueError(f"control character in unit argument {_show(arg)}")
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
