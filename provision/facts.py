@@ -42,6 +42,8 @@ def split_sections(output: str) -> dict[str, str]:
             key, buf = line[len(MARK):], []
         elif key is not None:
             buf.append(line)
+    if key is not None:  # a script that stopped early (the lock was busy) has no end marker
+        parts[key] = "\n".join(buf).strip("\n")
     parts.pop("end", None)
     return parts
 
