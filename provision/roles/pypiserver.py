@@ -127,12 +127,14 @@ class PypiserverRole(Role):
         system = [
             PortFree(port, v["pypiserver_service"]),
             UnitFileOwned(v["pypiserver_service"], unit_path),
-            SystemUser(user, home=str(Path(v["pypiserver_packages_dir"]).parent),
-                       shells={f: fam[f]["nologin"] for f in FAMILIES}),
             VaultRepos(rh["vault_url"], rh["vault_altarch_url"], enabled=bool(v["centos7_vault"])),
             packages,
             PythonFromRepos(rh["python_candidates"], rh["current_python"],
                             wheels.supported_pythons(), rh["install"]),
+            # planned (and refused, if it must be) with the guards; created only once the
+            # packages are in, so a host without Python is left without the account too
+            SystemUser(user, home=str(Path(v["pypiserver_packages_dir"]).parent),
+                       shells={f: fam[f]["nologin"] for f in FAMILIES}),
         ]
         rest = [
             Directory(v["pypiserver_packages_dir"], user, user, 0o755),

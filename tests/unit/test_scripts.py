@@ -92,3 +92,34 @@ def test_read_modify_write_refuses_a_file_changed_underneath(tmp_path):
     target.write_text("alice:$2b$12$x\n")
     assert run_sh(apply_script([(0, Plan([write]))])).returncode == 0
     assert "bob" in target.read_text()
+
+
+def test_upload_places_names_that_look_like_options(tmp_path):
+    """A file named `-rf-1.0.tar.gz` (or with a space) is placed like any other: every
+    command in the loop ends its options with `--` and names files as ./NAME."""
+    src = tmp_path / "src"
+    src.mkdir()
+    files = []
+    for name in ("-rf-1.0.tar.gz", "my pkg-1.0.tar.gz", "--help-1.0.tar.gz", "ok-1.0.tar.gz"):
+        (src / name).write_bytes(name.encode())
+        files.append(src / name)
+    dest = tmp_path / "dest"
+    chunks = []
+    tar_producer(files)(chunks.append)
+    res = subprocess.run(["sh", "-c", upload_command(Upload(files, str(dest), USER, GROUP, 0o640))],
+                         input=b"".join(chunks), capture_output=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in dest.iterdir()) == sorted(f.name for f in files)
+    assert all(oct(p.stat().st_mode & 0o777) == "0o640" for p in dest.iterdir())
+
+
+def test_a_conflicting_change_is_refused_with_a_quoted_path(tmp_path):
+    """The read-modify-write check quotes the path: a quote in it runs nothing."""
+    target = tmp_path / "x'$(touch pwned)'"
+    target.write_text("old\n")
+    script = apply_script([(0, Plan([WriteFile(str(target), b"new\n", USER, GROUP, 0o640,
+                                               expect_sha256="0" * 64)]))])
+    res = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True, timeout=30,
+                         cwd=tmp_path)
+    assert "changed while this run read it" in res.stdout.decode()
+    assert target.read_text() == "old\n" and not (tmp_path / "pwned").exists()
