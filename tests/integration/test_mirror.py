@@ -133,3 +133,25 @@ def test_other_python_and_platform_targets(served):
     files = listing(host)
     assert any(f.startswith("charset_normalizer-3.3.2-cp312") for f in files)
     assert any(f.startswith("charset_normalizer-3.3.2-cp311") for f in files)
+
+
+def test_a_project_with_uploads_is_never_shadowed_replaced_or_pruned(served, tmp_path):
+    """The review's case: secpkg 1.0 is on the server but mirror did not place it (an upload,
+    or a copy by hand); mirroring secpkg 1.1 with --overwrite --prune must leave it alone."""
+    host, inv, _, _ = served
+    private = make_wheel(tmp_path, "secpkg", "1.0")
+    sh(host, f"cat > {PACKAGES}/{private.name} && chown pypi:pypi {PACKAGES}/{private.name}",
+       input=private.read_bytes())
+    public_dir = tmp_path / "public"
+    public_dir.mkdir()
+    public = make_wheel(public_dir, "secpkg", "1.1")
+    req = tmp_path / "req.txt"
+    req.write_text(f"{public}\n")
+    res = mirror(inv, req, "--host", host.name, "--overwrite", "--prune")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "skipped private project secpkg" in res.stdout
+    files = listing(host)
+    assert private.name in files and public.name not in files
+    assert private.name not in sh(host, "cat /var/lib/provision/mirror-manifest").stdout.split("\n")
+    assert sh(host, f"sha256sum < {PACKAGES}/{private.name}").stdout.split()[0] == \
+        __import__("hashlib").sha256(private.read_bytes()).hexdigest()

@@ -101,7 +101,9 @@ def test_cli_bad_values_are_one_line_errors():
 
     for args, needle in [(["--host", "x", "--port", "abc"], "error: x: pypiserver_port must be a whole number"),
                          (["--host", "x", "--port", "99999"], "out of range"),
-                         (["--host", "bad host"], "error: bad host 'bad host'")]:
+                         (["--host", "bad host"], "error: bad host 'bad host'"),
+                         (["--host", ""], "names no host"), (["--host", ","], "names no host"),
+                         (["--host", "x", "--port", "80"], "below 1024")]:
         res = invoke("deploy", *args)
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1
