@@ -236,9 +236,11 @@ class SystemUser(Step):
 
     NO_LOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false")
 
-    def __init__(self, user: str, home: str, shells: dict[str, str]):
-        self.user, self.home, self.shells = user, home, shells
-        self.name = f"Ensure the system user {user} exists (no login)."
+    def __init__(self, user: str, home: str, shells: dict[str, str], guard: bool = False):
+        # guard: only refuse (a role's first phase, before any change); create nothing
+        self.user, self.home, self.shells, self.guard = user, home, shells, guard
+        self.name = (f"Ensure {user} is free or a no-login system account." if guard else
+                     f"Ensure the system user {user} exists (no login).")
 
     def probes(self):
         return {"passwd": f"getent passwd {q(self.user)}",
@@ -247,6 +249,8 @@ class SystemUser(Step):
     def plan(self, facts, probed):
         shell = self.shells.get(facts.family, "/usr/sbin/nologin")
         fields = probed["passwd"].strip().split(":")
+        if len(fields) < 7 and self.guard:
+            return Plan(note="no such account yet")
         if len(fields) < 7:
             return Plan([Command(
                 f"useradd --system --user-group --no-create-home --home-dir {q(self.home)} "

@@ -131,12 +131,12 @@ class PypiserverRole(Role):
             packages,
             PythonFromRepos(rh["python_candidates"], rh["current_python"],
                             wheels.supported_pythons(), rh["install"]),
-            # planned (and refused, if it must be) with the guards; created only once the
-            # packages are in, so a host without Python is left without the account too
-            SystemUser(user, home=str(Path(v["pypiserver_packages_dir"]).parent),
-                       shells={f: fam[f]["nologin"] for f in FAMILIES}),
         ]
+        account = dict(user=user, home=str(Path(v["pypiserver_packages_dir"]).parent),
+                       shells={f: fam[f]["nologin"] for f in FAMILIES})
+        system.insert(2, SystemUser(**account, guard=True))
         rest = [
+            SystemUser(**account),
             Directory(v["pypiserver_packages_dir"], user, user, 0o755),
             Directory(v["pypiserver_config_dir"], "root", "root", 0o755),
             Directory(str(Path(venv).parent), "root", "root", 0o755),

@@ -14,7 +14,8 @@ FACTORIES = {
     "packages": lambda args: steps.Packages({f: family_vars(f)["packages"] for f in FAMILIES},
                                             {f: family_vars(f)["install"] for f in FAMILIES}),
     "system_user": lambda args: steps.SystemUser(
-        args["user"], args["home"], {f: family_vars(f)["nologin"] for f in FAMILIES}),
+        args["user"], args["home"], {f: family_vars(f)["nologin"] for f in FAMILIES},
+        guard=args.get("guard", False)),
     "directory": lambda args: steps.Directory(**args),
     "firewall_port": lambda args: steps.FirewallPort(**args),
     "service": lambda args: steps.Service(**args),
