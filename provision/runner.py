@@ -86,7 +86,6 @@ def lock_holder() -> str:
     """Who we are, for the lock's line: the command, the control user and machine, the pid."""
     import getpass
     import os
-    import re
     import socket
     import sys
 

@@ -219,6 +219,10 @@ def mirror(c, requirement, host=None, inventory=None, python=None, platform=None
         for py in python or []:
             if not re.fullmatch(r"3\.\d{1,2}", py):
                 raise Exit(f"error: --python takes a version like 3.11, got {py!r}", code=2)
+        for tag in platform or []:
+            if not re.fullmatch(r"[a-z0-9_]{1,64}", tag):
+                raise Exit(f"error: --platform takes a tag like manylinux2014_x86_64, got {tag[:60]!r}",
+                           code=2)
         role = MirrorRole(req, list(python or []), list(platform or []), overwrite, prune,
                           max_age=0 if refresh else 12 * 3600)
         _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff)

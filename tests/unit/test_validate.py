@@ -174,3 +174,15 @@ def test_systemd_quote_round_trips_the_corpus():
         elif isinstance(value, str) and value:
             with pytest.raises(ValueError):
                 validate.systemd_quote(value)
+
+
+@pytest.mark.parametrize("flag,value", [("--python", "3.11\n; id"), ("--platform", "x86_64 --index-url"),
+                                        ("--platform", "$(id)")])
+def test_mirror_flags_are_refused_in_one_line(tmp_path, flag, value):
+    from tests.helpers import invoke
+
+    req = tmp_path / "r.txt"
+    req.write_text("six\n")
+    res = invoke("mirror", "-r", str(req), "--host", "127.0.0.1:1", flag, value)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stdout == ""  # refused before any host was addressed
