@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import validate as check
 from .errors import InventoryError
-from .validate import label
 
 DEFAULT_INVENTORIES = ("inventory.yml", ".testhost/inventory.yml")
 CONNECTION_VARS = ("ssh_host", "ssh_user", "ssh_port", "ssh_key", "known_hosts")
@@ -63,8 +63,6 @@ def parse_host(spec: str, base_vars: dict | None = None) -> Target:
 
 def _target(name: str, vars_: dict) -> Target:
     """A Target with its connection variables checked (validate.py: the trust boundary)."""
-    from . import validate as check
-
     label = check.label(name, "host")
 
     def conn(key, fn):
@@ -88,8 +86,6 @@ def _target(name: str, vars_: dict) -> Target:
 
 
 def _name_as_host(name: str) -> str:
-    from . import validate as check
-
     try:
         return check.host_name(name)
     except ValueError:
@@ -131,12 +127,12 @@ def load(path: Path) -> tuple[dict[str, list[tuple[str, dict]]], dict]:
         vars_ = {**inherited, **(node.get("vars") or {})}
         members: list[tuple[str, dict]] = []
         for host, hvars in (node.get("hosts") or {}).items():
-            label(host, "host")
+            check.label(host, "host")
             if hvars is not None and not isinstance(hvars, dict):
                 raise InventoryError(f"inventory {path}: host {host!r} must map to variables")
             members.append((str(host), {**vars_, **(hvars or {})}))
         for child, cnode in (node.get("children") or {}).items():
-            label(child, "group")
+            check.label(child, "group")
             members.extend(walk(str(child), cnode or {}, vars_))
         groups[name] = members
         return members

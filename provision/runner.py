@@ -1,7 +1,8 @@
 """Runs a role on hosts: gather, plan, apply (unless --check), handlers, verify, recap.
 
 Round trips are the cost of a run, so a host sees:
-  1 exec channel  facts + every step's probe, as one sectioned script;
+  1 exec channel  the host's lock (runs that may change it), facts and every step's
+                  probe, as one sectioned script;
   0..n channels   one tar stream per Upload (only when files are missing);
   1 channel       every changed step's actions, then the notified handlers, as one
                   script with per-step markers.

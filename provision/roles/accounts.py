@@ -11,7 +11,6 @@ import threading
 from .. import htpasswd
 from ..steps import HtpasswdEntry, HtpasswdNames
 from . import Role
-from ..validate import role_vars
 
 
 class AccountsRole(Role):
@@ -30,7 +29,7 @@ class AccountsRole(Role):
             return self._hash
 
     def phases(self, target):
-        path = role_vars(target)["pypiserver_htpasswd"]
+        path = self.vars(target)["pypiserver_htpasswd"]
         if self.action == "list":
             return [[HtpasswdNames(path)]]
         password = self.password if self.action == "add" else None

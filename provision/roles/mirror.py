@@ -12,7 +12,6 @@ from .. import mirror, wheels
 from ..errors import StepError
 from ..steps import MirroredFiles
 from . import Role
-from ..validate import role_vars
 from .pypiserver import choose_python
 
 
@@ -55,7 +54,7 @@ class MirrorRole(Role):
         return [out[n] for n in sorted(out)]
 
     def phases(self, target):
-        v = role_vars(target)
+        v = self.vars(target)
         return [[MirroredFiles(v["pypiserver_packages_dir"], self.files, v["pypiserver_user"],
                                self.overwrite, self.prune)]]
 
