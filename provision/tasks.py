@@ -230,20 +230,20 @@ def mirror(c, requirement, host=None, inventory=None, python=None, platform=None
         raise Exit(f"error: {exc}", code=2) from None
 
 
-@task(help={"name": "machine name of the test host (default pypi-test)"})
-def testhost_up(c, name="pypi-test"):
-    """Boot a local throwaway Debian 12 host (systemd-nspawn) and write .testhost/inventory.yml."""
+@task(help={"name": "the test host (default: this checkout's running one, else a new pypi-test)"})
+def testhost_up(c, name=""):
+    """Boot (or reuse) this checkout's throwaway Debian 12 host; write .testhost/inventory.yml."""
     from . import testhost
 
-    _testhost_cli(testhost, ["up", name])
+    _testhost_cli(testhost, ["up", name] if name else ["up"])
 
 
-@task(help={"name": "the test host to stop (default: all of them)"})
+@task(help={"name": "the test host to remove (default: every one of this checkout)"})
 def testhost_down(c, name=""):
-    """Stop and delete local test hosts."""
+    """Stop and delete this checkout's test hosts (never another checkout's)."""
     from . import testhost
 
-    _testhost_cli(testhost, ["down", name] if name else ["down", "--all"])
+    _testhost_cli(testhost, ["down", name] if name else ["down"])
 
 
 def _testhost_cli(testhost, argv):

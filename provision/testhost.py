@@ -787,8 +787,8 @@ def list_hosts() -> list[TestHost]:
     return out
 
 
-def _allocate(names: list[str | None], prefix: str) -> list[TestHost]:
-    """Reserve free indexes (and names) under a lock, by writing state files."""
+def _allocate(names: list[str | None], prefix: str, extra: dict | None = None) -> list[TestHost]:
+    """Reserve free indexes (and names) under a lock, by writing state files (plus ``extra``)."""
     hosts: list[TestHost] = []
     with _flock(CACHE_DIR / "hosts.lock"):
         base = _hosts_dir()
@@ -815,18 +815,23 @@ def _allocate(names: list[str | None], prefix: str) -> list[TestHost]:
                     continue
                 break
             host = TestHost(cand, idx)
-            host._save()
+            host._save(**(extra or {}))
             taken_idx.add(idx)
             taken_names.add(cand)
             hosts.append(host)
     return hosts
 
 
-def boot_hosts(n: int = 1, prefix: str = "pt", names: list[str] | None = None) -> list[TestHost]:
-    """Boot n hosts in parallel; on any failure destroy them all and raise."""
+def boot_hosts(n: int = 1, prefix: str = "pt", names: list[str] | None = None,
+               state: dict | None = None) -> list[TestHost]:
+    """Boot n hosts in parallel; on any failure destroy them all and raise.
+
+    ``state``: extra keys for each host's state.json, written when the name is
+    reserved (before the boot), so other processes see them from the start.
+    """
     _require_preflight()
     ensure_image()
-    hosts = _allocate(list(names) if names else [None] * n, prefix)
+    hosts = _allocate(list(names) if names else [None] * n, prefix, state)
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
         for fut in [pool.submit(h.boot) for h in hosts]:
@@ -907,27 +912,179 @@ def ssh_base_args(host: TestHost, known_hosts: str | os.PathLike | None = None) 
 
 
 # --------------------------------------------------------------------------- CLI
+#
+# Hosts booted by ``up`` belong to the checkout that booted them: their state.json
+# records ``owner``, the resolved directory that holds the inventory file (a checkout's
+# ``.testhost/``).  ``up`` and ``down`` only list, reuse or destroy hosts of their own
+# owner, so two checkouts on one machine never deploy to (or tear down) each other's
+# hosts; ``down --all`` is the one way to remove every host on the machine.
+
+#: Name ``up`` gives a new host when none is asked for (then pypi-test2, pypi-test3...).
+DEFAULT_NAME = "pypi-test"
+_ALL_HINT = "`python -m provision.testhost down --all` removes every test host on this machine"
+
 
 def _inventory_default() -> str:
     return os.environ.get("PROVISION_TESTHOST_INVENTORY", ".testhost/inventory.yml")
 
 
-def _cli_hosts() -> list[TestHost]:
-    return [h for h in list_hosts() if h.state.get("cli") and h.running()]
+def _owner(inventory: str | os.PathLike) -> str:
+    """The checkout an inventory path belongs to: the resolved directory holding it."""
+    return str(Path(inventory).resolve().parent)
+
+
+def _cli_hosts(owner: str | None = None) -> list[TestHost]:
+    """Running hosts booted by ``up`` (only those of ``owner`` when given)."""
+    out = []
+    for h in list_hosts():
+        st = h.state
+        if st.get("cli") and (owner is None or st.get("owner") == owner) and h.running():
+            out.append(h)
+    return out
+
+
+def _owned_hosts(owner: str) -> list[TestHost]:
+    """Every host ``up`` booted for ``owner``, running or not."""
+    return [h for h in list_hosts() if h.state.get("cli") and h.state.get("owner") == owner]
+
+
+def _existing(name: str) -> TestHost | None:
+    """Handle on host ``name`` if its directory exists, None if the name is free."""
+    if not (_hosts_dir() / name).exists():
+        return None
+    try:
+        return TestHost.load(name)
+    except (TestHostError, KeyError, ValueError):
+        raise TestHostError(f"test host {name!r} exists but its state is unreadable "
+                            f"({_hosts_dir() / name}); {_ALL_HINT}") from None
+
+
+def _not_ours(host: TestHost, owner: str) -> str | None:
+    """Why ``host`` is not this checkout's to reuse or destroy, or None when it is."""
+    st = host.state
+    if st.get("cli") and st.get("owner") == owner:
+        return None
+    if st.get("cli") and st.get("owner"):
+        return f"test host {host.name!r} belongs to another checkout ({st['owner']})"
+    if st.get("cli"):
+        return (f"test host {host.name!r} belongs to no known checkout (booted before hosts "
+                "recorded their checkout)")
+    return f"test host {host.name!r} belongs to a test or benchmark run, not to a checkout"
+
+
+@contextlib.contextmanager
+def _cli_lock() -> Iterator[None]:
+    """Serialise up/down on this machine: each decides from the hosts it sees, then acts."""
+    path = CACHE_DIR / "cli.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a")
+    except OSError as exc:
+        raise TestHostError(f"cannot lock {path}: {exc.strerror} (test hosts need root)") from None
+    with fh:                          # closing the file releases the lock
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _sync_inventory(owner: str, inventory: str | os.PathLike) -> Path | None:
+    """Write the inventory of ``owner``'s running hosts, or remove it when there is none."""
+    hosts = _cli_hosts(owner)
+    if hosts:
+        return write_inventory(hosts, inventory)
+    Path(inventory).unlink(missing_ok=True)
+    return None
+
+
+def _up(name: str | None, inventory: str) -> tuple[TestHost, bool]:
+    """(host, reused): this checkout's running host, or a freshly booted one."""
+    owner = _owner(inventory)
+    state = {"cli": True, "owner": owner, "inventory": str(Path(inventory).resolve())}
+
+    def boot(cand: str) -> TestHost:
+        (host,) = boot_hosts(1, prefix="th", names=[cand], state=state)
+        return host
+
+    if name:
+        if not NAME_RE.match(name):
+            raise TestHostError(f"bad host name {name!r}: must match {NAME_RE.pattern}")
+        host = _existing(name)
+        if host is not None:
+            why = _not_ours(host, owner)
+            if why:
+                raise TestHostError(f"{why}: choose another name")
+            if host.running():
+                return host, True
+            host.destroy()            # ours but dead (machine rebooted, nspawn killed...)
+        return boot(name), False
+    mine = _cli_hosts(owner)
+    if mine:
+        return mine[0], True
+    for i in range(1, 100):           # pypi-test99 is the longest name NAME_RE allows
+        cand = DEFAULT_NAME if i == 1 else f"{DEFAULT_NAME}{i}"
+        try:
+            host = _existing(cand)
+        except TestHostError:
+            continue                  # unreadable leftover: not ours, try the next name
+        if host is None:
+            return boot(cand), False
+        if _not_ours(host, owner) is None:   # ours and not running (running ones reused above)
+            host.destroy()
+            return boot(cand), False
+    raise TestHostError(f"no free test host name {DEFAULT_NAME}..{DEFAULT_NAME}99: "
+                        f"name one (up NAME), or {_ALL_HINT}")
+
+
+def _down(names: list[str], all_: bool, inventory: str) -> None:
+    owner = _owner(inventory)
+    if all_:
+        others = {h.state.get("inventory") for h in list_hosts() if h.state.get("cli")}
+        print(f"destroyed {destroy_all()} host(s)")
+        # every host is gone: inventories other checkouts' `up` wrote would now name
+        # addresses the next host booted anywhere here gets
+        mine = Path(inventory).resolve()
+        for other in sorted(p for p in others if p and Path(p) != mine):
+            if Path(other).is_file():
+                Path(other).unlink()
+                print(f"removed {other}")
+    elif names:
+        hosts = [TestHost.load(n) for n in names]   # a missing name: error, nothing destroyed
+        for h in hosts:
+            why = _not_ours(h, owner)
+            if why:
+                raise TestHostError(f"{why}; {_ALL_HINT}")
+        for h in hosts:
+            h.destroy()
+            print(f"destroyed {h.name}")
+    else:
+        hosts = _owned_hosts(owner)
+        for h in hosts:
+            h.destroy()
+        print(f"destroyed {len(hosts)} host(s) of this checkout ({owner})")
+    _sync_inventory(owner, inventory)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``up [NAME]``, ``down [NAME...|--all]``, ``status``, ``image``."""
+    """``up [NAME]``, ``down [NAME...|--all]``, ``status``, ``image``.
+
+    up and down act on this checkout's hosts only (the owner is the directory of
+    ``--inventory``); ``down --all`` removes every test host on the machine.
+    """
     ap = argparse.ArgumentParser(prog="python -m provision.testhost",
-                                 description="Throwaway Debian 12 test hosts (systemd-nspawn).")
+                                 description="Throwaway Debian 12 test hosts (systemd-nspawn). "
+                                 "Hosts belong to the checkout that booted them: the directory "
+                                 "of --inventory.")
     ap.add_argument("--inventory", default=_inventory_default(),
-                    help="inventory written by up/down (default %(default)s; env PROVISION_TESTHOST_INVENTORY)")
+                    help="inventory written by up/down; its directory identifies this checkout "
+                    "(default %(default)s; env PROVISION_TESTHOST_INVENTORY)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p_up = sub.add_parser("up", help="boot a host that stays up after this command exits")
+    p_up = sub.add_parser("up", help="reuse this checkout's running host, or boot one that stays "
+                          "up after this command exits (NAME: that host; default: any of this "
+                          f"checkout's, else a new {DEFAULT_NAME}, {DEFAULT_NAME}2...)")
     p_up.add_argument("name", nargs="?")
-    p_down = sub.add_parser("down", help="destroy hosts")
+    p_down = sub.add_parser("down", help="destroy this checkout's hosts (all of them, or NAME...)")
     p_down.add_argument("names", nargs="*")
-    p_down.add_argument("--all", action="store_true", help="every host under the cache dir")
+    p_down.add_argument("--all", action="store_true",
+                        help="every host under the cache dir, whichever checkout or test run it belongs to")
     sub.add_parser("status", help="list hosts")
     sub.add_parser("image", help="build the base image now (cached)")
     args = ap.parse_args(argv)
@@ -937,32 +1094,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{ensure_image()} ({time.monotonic() - t0:.1f}s)")
         elif args.cmd == "up":
             t0 = time.monotonic()
-            (host,) = boot_hosts(1, prefix="th", names=[args.name] if args.name else None)
-            host._save(cli=True)
-            inv = write_inventory(_cli_hosts(), args.inventory)
-            print(f"{host.name} {host.address} {inv} ({time.monotonic() - t0:.1f}s)")
+            _require_preflight()
+            with _cli_lock():
+                host, reused = _up(args.name, args.inventory)
+                inv = _sync_inventory(_owner(args.inventory), args.inventory)
+            print(f"{host.name} {host.address} {inv} ({time.monotonic() - t0:.1f}s)"
+                  + (" already up" if reused else ""))
         elif args.cmd == "down":
-            if args.all:
-                print(f"destroyed {destroy_all()} host(s)")
-            elif not args.names:
-                ap.error("down needs NAME... or --all")
-            else:
-                for name in args.names:
-                    TestHost.load(name).destroy()
-                    print(f"destroyed {name}")
-            remaining = _cli_hosts()
-            if remaining:
-                write_inventory(remaining, args.inventory)
-            else:
-                Path(args.inventory).unlink(missing_ok=True)
+            with _cli_lock():
+                _down(args.names, args.all, args.inventory)
         elif args.cmd == "status":
+            owner = _owner(args.inventory)
             hosts = list_hosts()
             if not hosts:
                 print("no test hosts")
             for h in hosts:
-                st = "running" if h.running() else "stopped"
-                print(f"{h.name:12} {h.address:15} {st:8} pid={h.pid} mode={h.mode} "
-                      f"{'cli' if h.state.get('cli') else ''}")
+                st = h.state
+                run = "running" if h.running() else "stopped"
+                whose = ""
+                if st.get("cli"):
+                    whose = ("cli this-checkout" if st.get("owner") == owner
+                             else f"cli owner={st.get('owner') or '?'}")
+                print(f"{h.name:12} {h.address:15} {run:8} pid={h.pid} mode={h.mode} {whose}".rstrip())
     except TestHostError as exc:
         print(f"testhost: {exc}", file=sys.stderr)
         return 1
