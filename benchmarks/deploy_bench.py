@@ -10,7 +10,8 @@ What it does, in one run (details in benchmarks/README.md):
 1. Sets up the peers once, cached under /var/cache/provision-bench (env
    PROVISION_BENCH_CACHE): a venv with the pinned ansible-core/pyinfra/passlib/bcrypt,
    the anchors' offline wheelhouse (pip download), a writable copy of
-   /work/shared/anchors with the ansible.posix collection fetched into it.
+   benchmarks/anchors (env PROVISION_BENCH_ANCHORS) with the ansible.posix collection
+   fetched into it.
    A peer whose set-up fails is skipped with the reason printed.
 2. Boots one fresh Debian 12 test host per tool, in parallel (the floor reuses the
    pyinfra host, because check.sh checks the anchor layout), raises the guest sshd
@@ -47,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from provision import testhost  # noqa: E402
 from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
 
-ANCHORS_SRC = Path(os.environ.get("PROVISION_BENCH_ANCHORS", "/work/shared/anchors"))
+ANCHORS_SRC = Path(os.environ.get("PROVISION_BENCH_ANCHORS", REPO / "benchmarks" / "anchors"))
 CACHE = Path(os.environ.get("PROVISION_BENCH_CACHE", "/var/cache/provision-bench"))
 PEER_PINS = ["ansible-core==2.19.14", "pyinfra==3.10.0", "passlib==1.7.4", "bcrypt==4.0.1"]
 ANCHOR_WHEEL_PINS = ["pypiserver[passlib]==2.4.2", "bcrypt==4.0.1"]
@@ -279,7 +280,7 @@ class Ours(Tool):
                  "--host", self.host.name], env, REPO)
 
     def judge(self, out, rc):
-        m = re.search(rf"^{re.escape(self.host.name)} ok=(\d+) changed=(\d+) failed=(\d+)\s*$", out, re.M)
+        m = re.search(rf"^{re.escape(self.host.name)} ok=(\d+) changed=(\d+) failed=(\d+)(?: skipped=\d+)?\s*$", out, re.M)
         if not m:
             return False, f"no recap line (rc {rc})"
         return (rc == 0 and m.group(2) == "0" and m.group(3) == "0"), m.group(0).strip()

@@ -390,7 +390,7 @@ def deploy(h, work: Path) -> None:
     p = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                        env=dict(os.environ, PYTHONUNBUFFERED="1"), timeout=900)
     out = p.stdout + p.stderr
-    m = re.search(rf"^{re.escape(h.name)} ok=\d+ changed=\d+ failed=(\d+)\s*$", out, re.M)
+    m = re.search(rf"^{re.escape(h.name)} ok=\d+ changed=\d+ failed=(\d+)(?: skipped=\d+)?\s*$", out, re.M)
     if p.returncode != 0 or not m or m.group(1) != "0":
         tail = "\n    ".join(out.strip().splitlines()[-15:])
         raise RuntimeError(f"deploy failed (rc {p.returncode}); output tail:\n    {tail}")

@@ -295,3 +295,62 @@ def prepare(path: Path, wanted: str, mode: int | None = None) -> Update:
 def write_merged(path: Path, wanted: str, mode: int | None = None) -> str:
     """Merge WANTED into PATH; returns what happened, for the report."""
     return prepare(path, wanted, mode).apply()
+
+
+# -- where the server is, and whether it answers ------------------------------------------
+VERIFY_TIMEOUT = 5.0
+
+
+def deployed_url(target) -> tuple[str, list[str]]:
+    """(base URL, notes): the index a deployed host serves, from its record of its last deploy.
+
+    One exec channel, as the SSH user (the record is world-readable: no sudo, no password).
+    Precedence as for a deploy: inventory variables over the record over the defaults.
+    """
+    import shlex
+
+    from .connection import Remote
+    from .roles import parse_record, record_path
+    from .validate import role_vars
+
+    path = record_path(role_vars(target)["pypiserver_service"])
+    remote = Remote(target)
+    try:
+        res = remote.run_as_user(f"cat {shlex.quote(path)} 2>/dev/null; :")
+    finally:
+        remote.close()
+    recorded = parse_record(res.stdout, f"{target.name}:{path}")
+    if recorded is None:
+        raise ClientConfigError(f"{target.name} has no record of a deploy ({path}): deploy first "
+                                f"(invoke deploy -H {target.name}), or give the index's --url")
+    target.recorded = recorded
+    v = role_vars(target)
+    server = v["pypiserver_url_host"] or target.ssh_host
+    if ":" in server and not server.startswith("["):  # a bare IPv6 address
+        server = f"[{server}]"
+    return f"http://{server}:{v['pypiserver_port']}/", remote.notes
+
+
+def verify_index(base_url: str, timeout: float = VERIFY_TIMEOUT) -> str:
+    """GET <base>simple/: 200 (open index) or 401 (password for reading too) is an index.
+
+    Returns what answered; raises ClientConfigError (one line) otherwise.
+    """
+    import urllib.error
+    import urllib.request
+
+    simple, _ = index_urls(base_url)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the server itself
+    hint = "deploy first, check the address and the firewall, or pass --no-verify"
+    try:
+        with opener.open(urllib.request.Request(simple, headers={"Connection": "close"}),
+                         timeout=timeout) as resp:
+            return f"HTTP {resp.status} from {simple}"
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return f"HTTP 401 from {simple} (reading needs a password)"
+        raise ClientConfigError(f"{simple} answers HTTP {exc.code}, not an index: {hint}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        why = getattr(exc, "reason", None) or exc
+        why = getattr(why, "strerror", None) or str(why) or type(why).__name__
+        raise ClientConfigError(f"no index answers at {simple} ({why}): {hint}") from None

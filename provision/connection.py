@@ -220,10 +220,10 @@ class Remote:
             self._conn = None
 
     # -- commands -----------------------------------------------------------------
-    def _wrap(self, inner: str) -> str:
+    def _wrap(self, inner: str, root: bool = True) -> str:
         """The command line for `inner` as root; it prints READY on stderr first."""
         body = f"echo {READY} >&2; {inner}"
-        if self.user == "root":
+        if self.user == "root" or not root:
             return f"sh -c {shlex.quote(body)}"
         return f"sudo -S -p {shlex.quote(SUDO_PROMPT)} -- sh -c {shlex.quote(body)}"
 
@@ -231,20 +231,24 @@ class Remote:
         """Run a shell script as root; `on_line(line)` sees stdout lines as they arrive."""
         return self._exec("sh -s", script.encode(), on_line=on_line, timeout=timeout)
 
+    def run_as_user(self, script: str, timeout: float | None = 30) -> Result:
+        """Run a read-only shell script as the SSH user: no sudo, so no password asked."""
+        return self._exec("sh -s", script.encode(), timeout=timeout, root=False)
+
     def stream(self, inner: str, producer, timeout: float | None = None) -> Result:
         """Run `inner` as root with stdin fed by `producer(write)` (e.g. a tar stream)."""
         return self._exec(inner, producer, timeout=timeout)
 
-    def _exec(self, inner: str, data, on_line=None, timeout=None) -> Result:
+    def _exec(self, inner: str, data, on_line=None, timeout=None, root: bool = True) -> Result:
         self.open()
         import paramiko
 
         try:
-            return self._exec_on_channel(inner, data, on_line, timeout)
+            return self._exec_on_channel(inner, data, on_line, timeout, root)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectError(f"connection to {self.hostname} lost: {exc or type(exc).__name__}") from exc
 
-    def _exec_on_channel(self, inner: str, data, on_line, timeout) -> Result:
+    def _exec_on_channel(self, inner: str, data, on_line, timeout, root: bool = True) -> Result:
         transport = self._conn.transport
         try:
             chan = transport.open_session(timeout=CONNECT_TIMEOUT)
@@ -253,7 +257,7 @@ class Remote:
         self.channels += 1
         # a send that cannot progress (link down, window full) fails instead of hanging
         chan.settimeout(silence_limit())
-        chan.exec_command(self._wrap(inner))
+        chan.exec_command(self._wrap(inner, root))
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout if timeout else None
         alive = _Liveness(transport, silence_limit())

@@ -45,6 +45,10 @@ class Target:
     vars: dict = field(default_factory=dict)
     # what ~/.ssh/config resolved ssh_host to (HostName), once connected
     resolved_host: str | None = None
+    # the settings the host's last deploy recorded (read with the facts; see roles.Role.settle)
+    recorded: dict = field(default_factory=dict)
+    # whether pypiserver is deployed there (None: not known yet)
+    deployed: bool | None = None
 
 
 def parse_host(spec: str, base_vars: dict | None = None) -> Target:
@@ -167,10 +171,13 @@ def select(host_specs: list[str] | None, inventory: str | None, overrides: dict)
         elif spec in known:
             members = [(spec, known[spec])]
         else:
-            chosen.append(_with_overrides(parse_host(spec, all_vars), overrides))
+            target = parse_host(spec, all_vars)
+            if path:
+                _check_typo(spec, target.ssh_host, path, list(groups) + list(known))
+            chosen.append(_with_overrides(target, overrides, path))
             continue
         for name, vars_ in members:
-            chosen.append(_with_overrides(_target(name, vars_), overrides))
+            chosen.append(_with_overrides(_target(name, vars_), overrides, path))
     seen, unique = set(), []
     for t in chosen:
         if t.name not in seen:
@@ -179,6 +186,65 @@ def select(host_specs: list[str] | None, inventory: str | None, overrides: dict)
     return unique
 
 
-def _with_overrides(t: Target, overrides: dict) -> Target:
-    t.vars.update({k: v for k, v in overrides.items() if v is not None})
+def _check_typo(spec: str, host: str, path: Path, names: list[str]) -> None:
+    """A --host that is no inventory name must at least resolve, else it is a typo: say so."""
+    import difflib
+
+    if _resolves(host):
+        return
+    close = difflib.get_close_matches(spec, [n for n in names if n != "all"], n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise InventoryError(f"{spec!r} is not a host or group in {path}{hint} and does not resolve "
+                         f"as a host name")
+
+
+def _resolves(host: str) -> bool:
+    """An address, a name DNS or /etc/hosts knows, or an alias in ~/.ssh/config."""
+    import ipaddress
+    import os
+    import socket
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    for cfg in (os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"):
+        try:
+            import paramiko
+
+            looked = paramiko.SSHConfig.from_path(cfg).lookup(host).get("hostname", host)
+        except (OSError, ValueError, paramiko.SSHException, ImportError):
+            continue
+        if looked != host:
+            host = looked
+            break
+    try:
+        socket.getaddrinfo(host, None)
+        return True
+    except (socket.gaierror, UnicodeError, OSError):
+        return False
+
+
+#: Variables a flag may set, by flag. A flag that contradicts the inventory is refused: the
+#: next run without it would silently undo what it deployed.
+FLAGS = {"pypiserver_port": "--port"}
+
+
+def _with_overrides(t: Target, overrides: dict, path: Path | None = None) -> Target:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key, flag in FLAGS.items():
+        if key in given and key in t.vars and _same(t.vars[key], given[key]) is False:
+            raise InventoryError(
+                f"{t.name}: {flag} {given[key]} differs from {key}: {t.vars[key]} in {path or 'the inventory'}: "
+                f"change it there instead (a deploy without {flag} would put {t.vars[key]} back)")
+    t.vars.update(given)
     return t
+
+
+def _same(a, b) -> bool | None:
+    """Whether two values of a variable are equal once normalised (None: one is invalid)."""
+    try:
+        return str(check.port(a)) == str(check.port(b))
+    except ValueError:
+        return None

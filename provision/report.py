@@ -1,12 +1,15 @@
 """What a run prints: one line per step and host, diffs on request, the recap.
 
 The recap lines are an interface (scripts grep them): exactly
-``<host> ok=<n> changed=<n> failed=<n>``, one per host, after a ``RECAP`` line.
+``<host> ok=<n> changed=<n> failed=<n> skipped=<n>``, one per host, after a ``RECAP`` line.
+Colour only on a terminal, and never with NO_COLOR set (https://no-color.org; the tasks'
+--no-color sets it).
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -14,19 +17,29 @@ from dataclasses import dataclass
 COLORS = {"ok": "32", "changed": "33", "failed": "31", "skipped": "36", "note": "36"}
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 @dataclass
 class Counts:
     ok: int = 0
     changed: int = 0
     failed: int = 0
+    skipped: int = 0
     channels: int = 0
     seconds: float = 0.0
 
 
 class Report:
-    def __init__(self, stream=None, color: bool | None = None, width: int = 0):
+    def __init__(self, stream=None, color: bool | None = None, width: int = 0, live: bool = True):
         self.stream = stream or sys.stdout
-        self.color = self.stream.isatty() if color is None else color
+        # progress drawn in place (\r): only on a terminal, and only when one host prints
+        self.live = live and self.stream.isatty()
+        if color is None:
+            color = self.stream.isatty() and not os.environ.get("NO_COLOR")
+        self.color = color
         self.width = width
         self._lock = threading.Lock()
 
@@ -84,7 +97,74 @@ class Report:
                 self.stream.flush()
         return update
 
+    def ticker(self, host: str) -> "Ticker":
+        """Shows, on a terminal, which step a long silent apply is in and for how long."""
+        return Ticker(self, host, self.live)
+
     def recap(self, results: dict[str, Counts]) -> None:
         self.write("RECAP")
         for host, c in results.items():
-            self.write(f"{host} ok={c.ok} changed={c.changed} failed={c.failed}")
+            self.write(f"{host} ok={c.ok} changed={c.changed} failed={c.failed} skipped={c.skipped}")
+
+
+class Ticker:
+    """``running  <step> (12 s)`` redrawn in place while a step is silent for over 2 s.
+
+    start(step) / stop() around the silence; the line is erased before anything else is
+    written, so logs stay clean. Does nothing off a terminal.
+    """
+
+    DELAY = 2.0
+
+    def __init__(self, report: Report, host: str, enabled: bool):
+        self.report, self.host, self.enabled = report, host, enabled
+        self._what: str | None = None
+        self._since = 0.0
+        self._drawn = 0
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def start(self, what: str | None) -> None:
+        import time
+
+        if not self.enabled or what is None:
+            return
+        with self.report._lock:
+            self._what, self._since = what, time.monotonic()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if not self.enabled:
+            return
+        with self.report._lock:
+            self._what = None
+            self._erase()
+
+    def close(self) -> None:
+        self.stop()
+        self._stopped.set()
+
+    def _erase(self) -> None:
+        if self._drawn:
+            self.report.stream.write("\r" + " " * self._drawn + "\r")
+            self.report.stream.flush()
+            self._drawn = 0
+
+    def _loop(self) -> None:
+        import time
+
+        while not self._stopped.wait(0.5):
+            with self.report._lock:
+                if self._what is None:
+                    continue
+                spent = time.monotonic() - self._since
+                if spent < self.DELAY:
+                    continue
+                r = self.report
+                text = f"{self.host:<{r.width}}  {r._paint('note', 'running ')} {self._what[:60]} ({spent:.0f} s)"
+                self._erase()
+                r.stream.write(text)
+                r.stream.flush()
+                self._drawn = len(text)

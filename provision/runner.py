@@ -189,7 +189,7 @@ class HostRun:
         self.locked = False
 
     def say(self, status: str, name: str, note: str = "") -> None:
-        if status in ("ok", "changed", "failed"):
+        if status in ("ok", "changed", "failed", "skipped"):
             setattr(self.counts, status, getattr(self.counts, status) + 1)
         self.report.step(self.target.name, status, name, note)
 
@@ -200,6 +200,8 @@ class HostRun:
         if take_lock:  # first, so the facts are read under it
             sections["lock"] = lock_section(lock_holder(), wait)
         sections.update(host_fact_commands())
+        for key, cmd in self.role.probes(self.target).items():
+            sections[f"role.{key}"] = cmd
         for i, step in enumerate(steps):
             for key, cmd in step.probes().items():
                 sections[f"{i}.{key}"] = cmd
@@ -221,6 +223,7 @@ class HostRun:
         if "os_release" not in parsed:
             raise ProvisionError(f"{self.target.name}: gathering facts failed: "
                                  f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+        self.role_probed = {k[len("role."):]: v for k, v in parsed.items() if k.startswith("role.")}
         facts = self.facts = parse_host_facts(parsed)
         self.target.resolved_host = self.remote.hostname
         probed = [{k.split(".", 1)[1]: v for k, v in parsed.items() if k.startswith(f"{i}.")}
@@ -247,12 +250,23 @@ class HostRun:
             self.counts.seconds = time.monotonic() - start
         return self.counts
 
-    def _run(self):
+    def _steps(self):
         phases = self.role.phases(self.target)
         handlers = self.role.handlers(self.target)
-        steps = [s for phase in phases for s in phase] + list(handlers.values())
+        return phases, handlers, [s for phase in phases for s in phase] + list(handlers.values())
+
+    def _run(self):
+        phases, handlers, steps = self._steps()
         facts, probed = self.gather(steps)
+        # the host's record of its last deploy fills what neither inventory nor flags set;
+        # when that changes the plan (a port deployed with --port, say), probe again
+        changed_vars, notes = self.role.settle(self.target, self.role_probed)
+        if changed_vars:
+            phases, handlers, steps = self._steps()
+            facts, probed = self.gather(steps)
         self.say("ok", "Gather facts.", facts.summary())
+        for note in notes:
+            self.report.note(self.target.name, note)
         self.role.check_host(facts)
         # handlers are planned from the state before anything changed
         handler_plans = {}
@@ -289,28 +303,48 @@ class HostRun:
                 facts, probed = self.gather(steps)
                 self.role.check_host(facts)
             self.role.after_phase(p, facts, self.opts.check)
-        verdict = self.role.verify(self.target, facts, self.opts.check)
+        ticker = self.report.ticker(self.target.name)
+        ticker.start("waiting for the service to answer its health check")
+        try:
+            verdict = self.role.verify(self.target, facts, self.opts.check, run=self._read_only)
+        finally:
+            ticker.close()
         if verdict is not None:
             status, label, note = verdict
-            self.say(status, label, note)
+            first, *more = note.split("\n")
+            self.say(status, label, first)
+            if more:
+                self.report.write("\n".join(more))
             if status != "ok":
                 return
         for line in self.role.summary(self.target, facts):
             self.report.note(self.target.name, line)
 
     def execute(self, plans: list[tuple[Step, Plan]]) -> bool | None:
-        """Report ok steps, run changed ones; True if anything changed, None on failure."""
+        """Run the changed steps; report every step in plan order, each changed one as it
+        completes. True if anything changed, None on failure."""
         changed = [(i, step, plan) for i, (step, plan) in enumerate(plans) if plan.changed]
-        for step, plan in plans:
-            if not plan.changed:
-                self.say("ok", step.name, plan.note)
-            elif self.opts.check:
-                self.say("changed", step.name, plan.note + " (check mode: not done)")
-                self._diffs(plan)
         if self.opts.check or not changed:
+            for step, plan in plans:
+                if not plan.changed:
+                    self.say("ok", step.name, plan.note)
+                else:
+                    self.say("changed", step.name, plan.note + " (check mode: not done)")
+                    self._diffs(plan)
             return bool(changed)
-        for _, step, plan in changed:
+        cursor = 0
+
+        def reach(idx: int) -> None:
+            """Report the unchanged steps before plans[idx] that are not reported yet."""
+            nonlocal cursor
+            for step, plan in plans[cursor:idx]:
+                if not plan.changed:
+                    self.say("ok", step.name, plan.note)
+            cursor = max(cursor, idx)
+
+        for i, step, plan in changed:
             for up in (a for a in plan.actions if isinstance(a, Upload)):
+                reach(i)
                 total = sum(f.stat().st_size for f in up.files)
                 progress = self.report.progress(self.target.name, step.name, total)
                 try:
@@ -330,6 +364,7 @@ class HostRun:
         outputs: dict[int, list[str]] = {}
         current: list[str] = []
         done: dict[int, int] = {}
+        ticker = self.report.ticker(self.target.name)
 
         def on_line(line: str):
             nonlocal current
@@ -341,29 +376,52 @@ class HostRun:
                 if rc == "0":  # report as it happens: a fresh deploy takes seconds
                     step, plan = by_index[int(idx)]
                     said = _last("\n".join(outputs[int(idx)])) if step.report_output else ""
+                    ticker.stop()
+                    reach(int(idx))
                     self.say("changed", step.name, f"{plan.note}: {said}" if said else plan.note)
                     self._diffs(plan)
+                    cursor_step = next((s.name for j, s, _ in changed if j not in done), None)
+                    ticker.start(cursor_step)
             else:
                 current.append(line)
 
+        ticker.start(changed[0][1].name)
         try:
             res = self.remote.run_script(script, on_line=on_line)
         except ConnectError as exc:
+            ticker.stop()
+            reach(self._running_index(changed, done))
             self.say("failed", self._running(changed, done), str(exc))
             return None
+        finally:
+            ticker.close()
         if res.rc == -1:  # the channel closed without an exit status: sshd or the link died
+            reach(self._running_index(changed, done))
             self.say("failed", self._running(changed, done),
                      f"connection to {self.remote.hostname} lost during this step")
             return None
         for i, step, _ in changed:
             if done.get(i) != 0:
                 why = _last("\n".join(outputs.get(i, current)) or res.stderr) or f"exit {res.rc}"
+                reach(i)
                 self.say("failed", step.name, self.role.explain_failure(step, why, self.facts))
                 return None
+        reach(len(plans))
         if res.rc != 0:
             self.say("failed", "Apply changes.", _last(res.stderr) or f"exit {res.rc}")
             return None
         return True
+
+    def _read_only(self, shell: str) -> str:
+        """stdout of a command that changes nothing (a diagnosis); '' if it cannot run."""
+        try:
+            return self.remote.run_script(shell, timeout=30).stdout
+        except ProvisionError:
+            return ""
+
+    @staticmethod
+    def _running_index(changed, done) -> int:
+        return next((i for i, _, _ in changed if i not in done), len(changed) and changed[-1][0] + 1)
 
     @staticmethod
     def _running(changed, done) -> str:
@@ -387,7 +445,7 @@ def _last(text: str) -> str:
 
 
 def run(targets, role, opts: Options, report: Report | None = None) -> dict[str, Counts]:
-    report = report or Report(width=max(len(t.name) for t in targets))
+    report = report or Report(width=max(len(t.name) for t in targets), live=len(targets) == 1)
     if opts.check:
         report.write("CHECK MODE: nothing will be changed on the hosts")
     results: dict[str, Counts] = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import StepError
+from .report import plural
 from .facts import HostFacts, version_key
 from .wheels import canonical_name
 
@@ -83,11 +84,17 @@ def _stat(path: str) -> str:
     return f"stat -c '%U %G %a' {q(path)}"
 
 
-def _owner_mode_fix(path: str, current: str, owner: str, group: str, mode: int) -> list:
+def _owner_mode_fix(path: str, current: str, owner: str, group: str, mode: int,
+                    kept: str = "") -> Plan:
+    """The chown/chmod a path needs, noted as ``fix owner/mode root:root 0700 -> pypi:pypi 0755``."""
     want = f"{owner} {group} {mode:o}"
     if current.strip() == want:
-        return []
-    return [Command(f"chown {q(owner)}:{q(group)} {q(path)} && chmod {mode:04o} {q(path)}")]
+        return Plan(note=kept)
+    parts = current.split()
+    was = f"{parts[0]}:{parts[1]} {int(parts[2], 8):04o}" if len(parts) == 3 and \
+        re.fullmatch(r"[0-7]{1,4}", parts[2]) else "unknown"
+    return Plan([Command(f"chown {q(owner)}:{q(group)} {q(path)} && chmod {mode:04o} {q(path)}")],
+                f"fix owner/mode {was} \u2192 {owner}:{group} {mode:04o}")
 
 
 class Packages(Step):
@@ -312,8 +319,7 @@ class Directory(Step):
             if facts.selinux_enabled:
                 cmd += f" && restorecon -R {q(self.path)}"
             return Plan([Command(cmd)], "create")
-        fix = _owner_mode_fix(self.path, probed["stat"], self.owner, self.group, self.mode)
-        return Plan(fix, "fix owner/mode" if fix else "")
+        return _owner_mode_fix(self.path, probed["stat"], self.owner, self.group, self.mode)
 
 
 class File(Step):
@@ -344,8 +350,8 @@ class File(Step):
             if not exists:
                 return Plan([WriteFile(self.path, b"", self.owner, self.group, self.mode,
                                        secret=self.secret)], "create empty")
-            fix = _owner_mode_fix(self.path, lines[0], self.owner, self.group, self.mode)
-            return Plan(fix, "fix owner/mode" if fix else "present, content kept")
+            return _owner_mode_fix(self.path, lines[0], self.owner, self.group, self.mode,
+                                   kept="present, content kept")
         want = hashlib.sha256(self.content).hexdigest()
         if not exists or lines[1].split()[0] != want:
             old = None
@@ -355,8 +361,7 @@ class File(Step):
                                  old=old if exists else b"", secret=self.secret)]
             actions += [Command(c) for c in self.on_change]
             return Plan(actions, "content differs" if exists else "create")
-        fix = _owner_mode_fix(self.path, lines[0], self.owner, self.group, self.mode)
-        return Plan(fix, "fix owner/mode" if fix else "")
+        return _owner_mode_fix(self.path, lines[0], self.owner, self.group, self.mode)
 
 
 class Venv(Step):
@@ -407,7 +412,8 @@ class PipRequirements(Step):
 
     def probes(self):
         v = q(self.venv)
-        return {"dists": f"cat {v}/pyvenv.cfg; ls -1 {v}/lib/python3*/site-packages | grep -i 'dist-info$'"}
+        return {"dists": f"cat {v}/pyvenv.cfg; ls -1 {v}/lib/python3*/site-packages | grep -i 'dist-info$'",
+                "requirements": f"cat {q(self.requirements)}"}
 
     def plan(self, facts, probed):
         pins = self.pins(facts)
@@ -432,7 +438,9 @@ class PipRequirements(Step):
             opts += f" --no-index --find-links {q(links)}"
         pip_pin = next((p for p in pins if canonical_name(p.split("==")[0]) == "pip"), None)
         text = "".join(p + "\n" for p in pins).encode()
-        actions = [WriteFile(self.requirements, text, mode=0o644)]
+        old = probed.get("requirements", "")
+        actions = [WriteFile(self.requirements, text, mode=0o644,
+                             old=(old + "\n").encode() if old else b"")]
         if links and pip_pin and "pip" not in have:
             # a venv made --without-pip: pip runs from its own wheel and installs all pins
             wheel = f"{links}/pip-{wanted['pip']}-py3-none-any.whl/pip"
@@ -490,6 +498,10 @@ class Service(Step):
         actions = []
         if enabled != "enabled":
             actions.append(Command(f"systemctl enable {q(self.service)}"))
+        if active in ("failed", "activating"):
+            # crash-looping (auto-restart) or past its start limit: a plain start would be
+            # refused ("start request repeated too quickly") until the limit is reset
+            actions.append(Command(f"systemctl reset-failed {q(self.service)} || :"))
         if active != "active":
             actions.append(Command(f"systemctl start {q(self.service)}"))
         return Plan(actions, "enable and start" if actions else "enabled, active")
@@ -600,7 +612,9 @@ class FirewallPort(Step):
             note += f"; close {', '.join(f'{p}/tcp' for p in old)} (opened here before)"
         if actions or probed.get("record", "").split() != [str(self.port)]:
             actions = actions + [Command(f"mkdir -p {q(str(Path(self.record).parent))}"),
-                                 WriteFile(self.record, f"{self.port}\n".encode())]
+                                 WriteFile(self.record, f"{self.port}\n".encode(),
+                                           old=(probed.get("record", "").strip() + "\n").encode()
+                                           if probed.get("record", "").strip() else b"")]
         return Plan(actions, note)
 
 
@@ -687,8 +701,8 @@ class HtpasswdEntry(Step):
 class HtpasswdNames(Step):
     """Read-only: the account names in an htpasswd file (only names leave the host)."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, found: Callable[[list[str]], None] | None = None):
+        self.path, self.found = path, found
         self.name = f"List the upload accounts in {path}."
 
     def probes(self):
@@ -699,7 +713,9 @@ class HtpasswdNames(Step):
         if "__file__" not in lines:
             raise StepError(f"{self.path} not found: deploy pypiserver first (invoke deploy)")
         names = [n for n in lines[lines.index("__file__") + 1:] if n]
-        return Plan(note=f"{len(names)}: {', '.join(names)}" if names else "no accounts")
+        if self.found:
+            self.found(names)
+        return Plan(note=plural(len(names), "account"))
 
 
 _DIST = re.compile(r"^(?P<name>.+?)-(?P<version>\d[^-]*?)(?:-[^-]+)*\.(?:whl|tar\.gz|tar\.bz2|tgz|zip|egg)$")
@@ -761,11 +777,13 @@ class MirroredFiles(Step):
         recorded = [n for n in probed["manifest"].split("\n") if n]
         if manifest != sorted(recorded):
             actions.append(Command(f"mkdir -p {q(str(Path(self.MANIFEST).parent))}"))
-            actions.append(WriteFile(self.MANIFEST, "".join(n + "\n" for n in manifest).encode()))
+            actions.append(WriteFile(self.MANIFEST, "".join(n + "\n" for n in manifest).encode(),
+                                     old="".join(n + "\n" for n in recorded).encode()))
         size = sum(f.stat().st_size for f in send)
-        parts = [f"{len(files)} files", f"{len(files) - len(missing) - len(differ)} present"]
+        parts = [plural(len(files), "file"), f"{len(files) - len(missing) - len(differ)} present"]
         if send:
-            parts.append(f"send {len(send)} ({size / 1e6:.1f} MB)")
+            shown = ", ".join(f.name for f in send[:3]) + (", ..." if len(send) > 3 else "")
+            parts.append(f"send {plural(len(send), 'file')}, {size / 1e6:.1f} MB: {shown}")
         if differ and not self.overwrite:
             parts.append(f"kept {len(differ)} that differ (use --overwrite)")
         if stale:

@@ -1,4 +1,8 @@
-"""The command-line tasks (invoke). Thin: parse flags, pick hosts, call the runner."""
+"""The command-line tasks (invoke). Thin: parse flags, pick hosts, call the runner.
+
+Every task goes through `cli.task` (one boundary: no --dry, no traceback, exit 2 on a
+usage error); hosts are ``-H/--host``, so ``-h`` is always help.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ import getpass
 import re
 import sys
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit
 
-from .errors import ProvisionError
+from . import __version__
+from .cli import task
 
 HOST_HELP = "[USER@]HOST[:SSHPORT], an inventory host or group; repeatable; default: the inventory's hosts"
 INVENTORY_HELP = "inventory YAML (default: inventory.yml, else the local test host's)"
+NO_COLOR_HELP = "no colour (also: the NO_COLOR environment variable)"
 
 
 def _targets(host, inventory, overrides):
@@ -31,46 +37,47 @@ def _sudo_password(ask: bool) -> str | None:
 
 @task(
     iterable=["host"],
+    kinds={"port": int},
     help={
         "host": HOST_HELP,
         "inventory": INVENTORY_HELP,
-        "port": "PORT pypiserver listens on and firewalld opens (default 8000)",
+        "port": "TCP port pypiserver listens on and the firewall opens (default 8000, or what "
+                "the host's last deploy recorded)",
         "check": "show what would change; change nothing",
         "diff": "show file differences",
         "offline": "ship wheels from this machine; the host needs no internet",
         "ask-sudo-pass": "prompt for the sudo password of the SSH user",
         "keep-repos": "CentOS 7: keep repo files that use the dead mirrors (no vault)",
+        "no-color": NO_COLOR_HELP,
     },
 )
 def deploy(c, host=None, inventory=None, port=None, check=False, diff=False, offline=False,
-           ask_sudo_pass=False, keep_repos=False):
+           ask_sudo_pass=False, keep_repos=False, no_color=False):
     """Turn hosts into private PyPI servers (pypiserver behind systemd and firewalld)."""
     from .roles.pypiserver import PypiserverRole
 
-    try:
-        overrides = {"pypiserver_port": port, "offline": True if offline else None,
-                     "centos7_vault": False if keep_repos else None}
-        role = PypiserverRole(diff=diff)
-        _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff, overrides=overrides)
-    except ProvisionError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
-    except KeyboardInterrupt:
-        raise Exit("interrupted", code=130) from None
+    overrides = {"pypiserver_port": port, "offline": True if offline else None,
+                 "centos7_vault": False if keep_repos else None}
+    _run_role(PypiserverRole(diff=diff), host, inventory, check, ask_sudo_pass, diff=diff,
+              overrides=overrides)
 
 
 def _run_role(role, host, inventory, check: bool, ask_sudo_pass: bool, diff: bool = False,
-              overrides: dict | None = None) -> None:
+              overrides: dict | None = None, stream=None) -> dict:
     """Hosts, runner, recap and exit status: the same for every task that touches hosts.
     Every host's variables are checked before any host is touched."""
+    from .report import Report
     from .runner import Options, run
 
     targets = _targets(host, inventory, overrides or {})
     for t in targets:
         role.vars(t)
     opts = Options(check=check, diff=diff, sudo_password=_sudo_password(ask_sudo_pass))
-    results = run(targets, role, opts)
+    report = Report(stream, width=max(len(t.name) for t in targets), live=len(targets) == 1)
+    results = run(targets, role, opts, report)
     if any(r.failed for r in results.values()):
         raise Exit(code=2)
+    return results
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -101,47 +108,51 @@ HOSTS_HELP = {
     "inventory": INVENTORY_HELP,
     "check": "show what would change; change nothing",
     "ask-sudo-pass": "prompt for the sudo password of the SSH user",
+    "no-color": NO_COLOR_HELP,
 }
 
 
 @task(iterable=["host"], help={**HOSTS_HELP, "name": "the account's user name",
                                "password-stdin": "read the password as one line from stdin"})
 def add_user(c, name, password_stdin=False, host=None, inventory=None, check=False,
-             ask_sudo_pass=False):
+             ask_sudo_pass=False, no_color=False):
     """Add an upload account, or change its password (hashed here with bcrypt)."""
     from .htpasswd import check_name
     from .roles.accounts import AccountsRole
 
-    try:
-        check_name(name)
-        password = _read_password(password_stdin)
-        _run_role(AccountsRole("add", name, password), host, inventory, check, ask_sudo_pass)
-    except ProvisionError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
+    check_name(name)
+    password = _read_password(password_stdin)
+    _run_role(AccountsRole("add", name, password), host, inventory, check, ask_sudo_pass)
 
 
 @task(iterable=["host"], help={**HOSTS_HELP, "name": "the account to remove"})
-def remove_user(c, name, host=None, inventory=None, check=False, ask_sudo_pass=False):
+def remove_user(c, name, host=None, inventory=None, check=False, ask_sudo_pass=False,
+                no_color=False):
     """Remove an upload account (a missing one is fine)."""
     from .htpasswd import check_name
     from .roles.accounts import AccountsRole
 
-    try:
-        check_name(name)
-        _run_role(AccountsRole("remove", name), host, inventory, check, ask_sudo_pass)
-    except ProvisionError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
+    check_name(name)
+    _run_role(AccountsRole("remove", name), host, inventory, check, ask_sudo_pass)
 
 
-@task(iterable=["host"], help={k: v for k, v in HOSTS_HELP.items() if k != "check"})
-def list_users(c, host=None, inventory=None, ask_sudo_pass=False):
-    """List the upload accounts (names only)."""
+@task(iterable=["host"], help={**{k: v for k, v in HOSTS_HELP.items() if k != "check"},
+                               "json": "print {host: [names]} as JSON"})
+def list_users(c, host=None, inventory=None, ask_sudo_pass=False, json=False, no_color=False):
+    """List the upload accounts: names on stdout, one per line (the run's report on stderr)."""
+    import json as json_
+
     from .roles.accounts import AccountsRole
 
-    try:
-        _run_role(AccountsRole("list"), host, inventory, False, ask_sudo_pass)
-    except ProvisionError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
+    role = AccountsRole("list")
+    results = _run_role(role, host, inventory, False, ask_sudo_pass, stream=sys.stderr)
+    if json:
+        print(json_.dumps({h: role.listed.get(h, []) for h in results}, indent=2))
+        return
+    several = len(results) > 1
+    for h in results:
+        for name in role.listed.get(h, []):
+            print(f"{h} {name}" if several else name)
 
 
 @task(help={
@@ -154,45 +165,46 @@ def list_users(c, host=None, inventory=None, ask_sudo_pass=False):
     "password-stdin": "read the upload password from stdin and store it in .pypirc (0600)",
     "pip-conf": "pip config file to write (default ~/.config/pip/pip.conf)",
     "pypirc": ".pypirc to write (default ~/.pypirc)",
-    "url": "the index's base URL if clients reach it otherwise (e.g. https://pypi.example.org/)",
+    "url": "the index's base URL if clients reach it otherwise (e.g. https://pypi.example.org/); "
+           "default: what the host's last deploy recorded",
+    "no-verify": "do not check that the index answers first",
 })
 def client_config(c, host=None, inventory=None, username=None, name="private", extra=False,
-                  write=False, password_stdin=False, pip_conf=None, pypirc=None, url=None):
+                  write=False, password_stdin=False, pip_conf=None, pypirc=None, url=None,
+                  no_verify=False):
     """Print (or --write) the pip.conf and .pypirc that point pip and twine at the server."""
     from pathlib import Path
 
     from . import clientconfig as cc
-    from .roles.pypiserver import PypiserverRole
 
-    try:
-        if not url:
-            targets = _targets([host] if host else None, inventory, {})
-            if len(targets) != 1:
-                raise Exit("error: client-config takes one server: pass --host", code=2)
-            (t,) = targets
-            v = PypiserverRole().vars(t)
-            server = v['pypiserver_url_host'] or t.ssh_host
-            if ":" in server and not server.startswith("["):  # a bare IPv6 address
-                server = f"[{server}]"
-            url = f"http://{server}:{v['pypiserver_port']}/"
-        password = _read_password(True) if password_stdin else None
-        pip_text, pypirc_text = cc.render(url, name, username, password, extra)
-        if extra:
-            print(cc.DEPENDENCY_CONFUSION, file=sys.stderr)
-        if not write:
-            shown = pypirc_text.replace(f"password = {password}", "password = (hidden; written with --write)") \
-                if password else pypirc_text
-            default_pip, default_rc = cc.default_paths()
-            print(f"# --- {pip_conf or default_pip} ---\n{pip_text}\n# --- {pypirc or default_rc} ---\n{shown}", end="")
-            return
-        default_pip, default_rc = cc.default_paths()
-        # both read and checked before either is written: a refusal leaves both untouched
-        updates = [cc.prepare(Path(pip_conf or default_pip), pip_text),
-                   cc.prepare(Path(pypirc or default_rc), pypirc_text, mode=0o600)]
-        for update in updates:
-            print(update.apply())
-    except ProvisionError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
+    if not url:
+        targets = _targets([host] if host else None, inventory, {})
+        if len(targets) != 1:
+            raise Exit("error: client-config takes one server: pass --host", code=2)
+        url, notes = cc.deployed_url(targets[0])
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    # bad values are refused before anything is asked or checked
+    cc.index_urls(url)
+    if username is not None:
+        cc.check_username(username)
+    if not no_verify:
+        print(f"index: {cc.verify_index(url)}", file=sys.stderr)
+    password = _read_password(True) if password_stdin else None
+    pip_text, pypirc_text = cc.render(url, name, username, password, extra)
+    if extra:
+        print(cc.DEPENDENCY_CONFUSION, file=sys.stderr)
+    default_pip, default_rc = cc.default_paths()
+    if not write:
+        shown = pypirc_text.replace(f"password = {password}", "password = (hidden; written with --write)") \
+            if password else pypirc_text
+        print(f"# --- {pip_conf or default_pip} ---\n{pip_text}\n# --- {pypirc or default_rc} ---\n{shown}", end="")
+        return
+    # both read and checked before either is written: a refusal leaves both untouched
+    updates = [cc.prepare(Path(pip_conf or default_pip), pip_text),
+               cc.prepare(Path(pypirc or default_rc), pypirc_text, mode=0o600)]
+    for update in updates:
+        print(update.apply())
 
 
 @task(iterable=["host", "python", "platform"], help={
@@ -206,28 +218,26 @@ def client_config(c, host=None, inventory=None, username=None, name="private", e
     "refresh": "resolve again now (a resolution is otherwise reused for 12 hours)",
 })
 def mirror(c, requirement, host=None, inventory=None, python=None, platform=None, check=False,
-           diff=False, overwrite=False, prune=False, refresh=False, ask_sudo_pass=False):
+           diff=False, overwrite=False, prune=False, refresh=False, ask_sudo_pass=False,
+           no_color=False):
     """Cache the packages of a requirements file (with dependencies) on the servers."""
     from pathlib import Path
 
     from .roles.mirror import MirrorRole
 
-    try:
-        req = Path(requirement)
-        if not req.is_file():
-            raise Exit(f"error: requirements file {requirement} not found", code=2)
-        for py in python or []:
-            if not re.fullmatch(r"3\.\d{1,2}", py):
-                raise Exit(f"error: --python takes a version like 3.11, got {py!r}", code=2)
-        for tag in platform or []:
-            if not re.fullmatch(r"[a-z0-9_]{1,64}", tag):
-                raise Exit(f"error: --platform takes a tag like manylinux2014_x86_64, got {tag[:60]!r}",
-                           code=2)
-        role = MirrorRole(req, list(python or []), list(platform or []), overwrite, prune,
-                          max_age=0 if refresh else 12 * 3600)
-        _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff)
-    except ProvisionError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
+    req = Path(requirement)
+    if not req.is_file():
+        raise Exit(f"error: requirements file {requirement} not found", code=2)
+    for py in python or []:
+        if not re.fullmatch(r"3\.\d{1,2}", py):
+            raise Exit(f"error: --python takes a version like 3.11, got {py!r}", code=2)
+    for tag in platform or []:
+        if not re.fullmatch(r"[a-z0-9_]{1,64}", tag):
+            raise Exit(f"error: --platform takes a tag like manylinux2014_x86_64, got {tag[:60]!r}",
+                       code=2)
+    role = MirrorRole(req, list(python or []), list(platform or []), overwrite, prune,
+                      max_age=0 if refresh else 12 * 3600)
+    _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff)
 
 
 @task(help={"name": "the test host (default: this checkout's running one, else a new pypi-test)"})
@@ -255,5 +265,14 @@ def _testhost_cli(testhost, argv):
         raise Exit(code=code)
 
 
+@task
+def version(c):
+    """Print this tool's version (`invoke --version` prints invoke's own)."""
+    import invoke
+
+    print(f"provision-pypiserver {__version__} (invoke {invoke.__version__}, Python "
+          f"{sys.version.split()[0]})")
+
+
 ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, testhost_up,
-                testhost_down)
+                testhost_down, version)

@@ -69,12 +69,13 @@ def defaults() -> dict:
 
 
 def role_vars(target, overrides: dict | None = None) -> dict:
-    """Defaults < the target's inventory variables < flags, every value checked.
+    """Defaults < the host's record of its last deploy < inventory variables < flags,
+    every value checked.
 
     Raises InventoryError naming the host and the variable. The result holds normalised
     values (ints for ports, lists for arguments, normalised paths).
     """
-    merged = {**defaults(), **target.vars,
+    merged = {**defaults(), **getattr(target, "recorded", {}), **target.vars,
               **{k: v for k, v in (overrides or {}).items() if v is not None}}
     return check_vars(merged, target.name)
 

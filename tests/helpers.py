@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RECAP_RE = r"^{host} ok=(\d+) changed=(\d+) failed=(\d+)$"
+RECAP_RE = r"^{host} ok=(\d+) changed=(\d+) failed=(\d+) skipped=(\d+)$"
 
 
 def invoke(*args: str, input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -3,15 +3,62 @@
 The runner asks a role for its phases and handlers, lets it refuse a host after the facts
 (check_host) or after a phase (after_phase), explain a failed step, and verify the result.
 A role that needs none of that inherits these defaults.
+
+Every role also reads, with the facts, the host's record of its last deploy
+(``/var/lib/provision/<service>.json``, written by the pypiserver role): `settle` adopts
+its settings for every variable neither the inventory nor a flag sets, so what was
+deployed is what every later run uses, and a role that needs a deployed server
+(`needs_deploy`) refuses a host without one before planning anything.
 """
 
 from __future__ import annotations
+
+import json
+import shlex
+
+from ..errors import InventoryError, ProvisionError
+
+RECORD_DIR = "/var/lib/provision"
+#: Variables a deploy records on the host; `pypiserver_service` names the record itself.
+RECORDED = ("pypiserver_port", "pypiserver_listen", "pypiserver_user", "pypiserver_venv",
+            "pypiserver_wheels_dir", "pypiserver_packages_dir", "pypiserver_config_dir",
+            "pypiserver_htpasswd", "pypiserver_authenticate", "pypiserver_extra_args",
+            "pypiserver_url_host")
+RECORD_FORMAT = 1
+
+
+def record_path(service: str) -> str:
+    return f"{RECORD_DIR}/{service}.json"
+
+
+def record_content(v: dict) -> str:
+    """The record a deploy leaves: its settings, deterministic (a no-op redeploy keeps it)."""
+    settings = {k: v[k] for k in RECORDED}
+    return json.dumps({"format": RECORD_FORMAT, "service": v["pypiserver_service"],
+                       "settings": settings}, indent=2, sort_keys=True) + "\n"
+
+
+def parse_record(text: str, where: str) -> dict | None:
+    """The settings of a record (None when there is none); InventoryError if unreadable."""
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+        settings = data["settings"]
+        if not isinstance(settings, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise InventoryError(f"{where} is not a record this tool wrote: remove it, then deploy "
+                             "again") from None
+    return {k: settings[k] for k in RECORDED if k in settings}
 
 
 class Role:
     name = "role"
     # a run that may change its hosts holds each host's lock from its facts to its end
     changes_hosts = True
+    # accounts and mirror act on a deployed server: refused (one line) on a bare host
+    needs_deploy = False
 
     def vars(self, target) -> dict:
         """The target's variables, checked by the one validation function every role uses."""
@@ -25,6 +72,49 @@ class Role:
     def handlers(self, target) -> dict:
         return {}
 
+    # -- the host's record of its last deploy ------------------------------------------
+    def probes(self, target) -> dict[str, str]:
+        """Shell read with the facts: the record, and the unit (hosts deployed before records)."""
+        service = self.vars(target).get("pypiserver_service")
+        if not service:  # a role without the pypiserver variables (tests' own roles)
+            return {}
+        q = shlex.quote
+        return {"record": f"cat {q(record_path(service))}",
+                "unit": f"test -e /etc/systemd/system/{q(service + '.service')} && echo present"}
+
+    def settle(self, target, probed: dict[str, str]) -> tuple[bool, list[str]]:
+        """Adopt the host's record: (the variables changed, notes naming what came from it).
+
+        Precedence, lowest first: defaults, the record, the inventory, flags.
+        """
+        from ..validate import defaults
+
+        before = self.vars(target)
+        if "pypiserver_service" not in before:
+            return False, []
+        path = record_path(before["pypiserver_service"])
+        recorded = parse_record(probed.get("record", ""), f"{target.name}:{path}")
+        target.deployed = recorded is not None or probed.get("unit", "").strip() == "present"
+        if self.needs_deploy and not target.deployed:
+            raise ProvisionError(f"pypiserver is not deployed on {target.name}: deploy first "
+                                 f"(invoke deploy -H {target.name})")
+        target.recorded = recorded or {}
+        try:
+            after = self.vars(target)
+        except InventoryError as exc:
+            raise InventoryError(f"{exc} (read from {path})") from None
+        notes = [f"{k} {_show(after[k])} from the host's record of its last deploy ({path}); "
+                 f"set it in the inventory to change it"
+                 for k in RECORDED if k in target.recorded and k not in target.vars
+                 and after[k] != self._default(k, defaults())]
+        return after != before, notes
+
+    def _default(self, key: str, known: dict):
+        from ..validate import check_vars
+
+        return check_vars(dict(known), "defaults")[key]
+
+    # -- after the facts ----------------------------------------------------------------
     def check_host(self, facts) -> None:
         return None
 
@@ -34,9 +124,17 @@ class Role:
     def explain_failure(self, step, why: str, facts) -> str:
         return why
 
-    def verify(self, target, facts, check: bool):
-        """(status, label, note) of a check after the changes, or None for none."""
+    def verify(self, target, facts, check: bool, run=None):
+        """(status, label, note) of a check after the changes, or None for none.
+
+        ``run(shell) -> stdout`` runs a read-only command on the host (one channel each)."""
         return None
 
     def summary(self, target, facts) -> list[str]:
         return []
+
+
+def _show(value) -> str:
+    if isinstance(value, list):
+        return " ".join(value) or '""'
+    return str(value) if value != "" else '""'

@@ -15,11 +15,13 @@ from . import Role
 
 class AccountsRole(Role):
     name = "accounts"
+    needs_deploy = True
 
     def __init__(self, action: str, user: str | None = None, password: str | None = None):
         self.action, self.user, self.password = action, user, password
         self.changes_hosts = action != "list"
         self._hash: str | None = None
+        self.listed: dict[str, list[str]] = {}  # host -> account names (action "list")
         self._lock = threading.Lock()
 
     def _hasher(self) -> str:
@@ -31,6 +33,6 @@ class AccountsRole(Role):
     def phases(self, target):
         path = self.vars(target)["pypiserver_htpasswd"]
         if self.action == "list":
-            return [[HtpasswdNames(path)]]
+            return [[HtpasswdNames(path, lambda names: self.listed.__setitem__(target.name, names))]]
         password = self.password if self.action == "add" else None
         return [[HtpasswdEntry(path, self.user, password, self._hasher)]]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import mirror, wheels
 from ..errors import StepError
+from ..report import plural
 from ..steps import MirroredFiles
 from . import Role
 from .pypiserver import choose_python
@@ -17,6 +18,7 @@ from .pypiserver import choose_python
 
 class MirrorRole(Role):
     name = "mirror"
+    needs_deploy = True
 
     def __init__(self, requirements: Path, pythons: list[str], platforms: list[str],
                  overwrite: bool = False, prune: bool = False, with_host: bool = True,
@@ -59,5 +61,5 @@ class MirrorRole(Role):
                                self.overwrite, self.prune)]]
 
     def summary(self, target, facts) -> list[str]:
-        return [f"downloaded here: {self.downloaded} files, {self.downloaded_bytes / 1e6:.1f} MB "
-                f"(all hosts of this run)"]
+        return [f"downloaded here: {plural(self.downloaded, 'file')}, "
+                f"{self.downloaded_bytes / 1e6:.1f} MB (all hosts of this run)"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .. import wheels
-from . import Role
+from . import RECORD_DIR, Role, record_content, record_path
 from ..errors import StepError, UnsupportedHost
 from ..facts import HostFacts, version_key
 from ..validate import role_vars, systemd_quote
@@ -153,7 +153,11 @@ class PypiserverRole(Role):
             _Rendered(unit_path, unit, diff=self.diff, on_change=("systemctl daemon-reload",),
                       notify=(RESTART,), name=f"Ensure the systemd unit {unit_path} is up to date."),
             Service(v["pypiserver_service"]),
-            FirewallPort(port, record=f"/var/lib/provision/firewall-port-{v['pypiserver_service']}"),
+            FirewallPort(port, record=f"{RECORD_DIR}/firewall-port-{v['pypiserver_service']}"),
+            # last: what later runs (client-config, mirror, a plain deploy) take as deployed
+            Directory(RECORD_DIR, "root", "root", 0o755),
+            File(record_path(v["pypiserver_service"]), record_content(v), "root", "root", 0o644,
+                 diff=self.diff, name=f"Record the deployed settings in {record_path(v['pypiserver_service'])}."),
         ]
         return [system, rest]
 
@@ -195,11 +199,20 @@ class PypiserverRole(Role):
         v = self.vars(target)
         return v["pypiserver_url_host"] or target.resolved_host or target.ssh_host
 
-    def verify(self, target, facts, check: bool):
+    def verify(self, target, facts, check: bool, run=None):
+        """GET / until waitress answers 200 (HEALTH_TIMEOUT s); on failure, say why.
+
+        ``run(shell) -> stdout`` reaches the host: while the index does not answer, the
+        service's state is read every few seconds (a unit that failed will not recover:
+        no point waiting), and a failure ends with its state and last journal lines.
+        """
         v = self.vars(target)
         host, port = self.url_host(target, facts), v["pypiserver_port"]
+        service = v["pypiserver_service"]
         label = f"Ensure the index answers at http://{host}:{port}/ (waitress)."
-        deadline = time.monotonic() + (0 if check else HEALTH_TIMEOUT)
+        start = time.monotonic()
+        deadline = start + (0 if check else HEALTH_TIMEOUT)
+        next_look = start + 3
         last = "no answer"
         while True:
             try:
@@ -216,11 +229,30 @@ class PypiserverRole(Role):
                     return "failed", label, f"answers, but not with waitress ({last})"
             except (OSError, http.client.HTTPException) as exc:
                 last = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            if time.monotonic() > deadline:
-                if check:
-                    return "skipped", label, f"check mode: not answering yet ({last})"
-                return "failed", label, f"no healthy answer within {HEALTH_TIMEOUT} s: {last}"
+            now = time.monotonic()
+            if check and now > deadline:
+                return "skipped", label, f"check mode: not answering yet ({last})"
+            if run is not None and now > next_look:
+                next_look = now + 3
+                if run(f"systemctl is-active {shlex.quote(service)}").strip() == "failed":
+                    return "failed", label, (f"{service} failed after {now - start:.0f} s "
+                                             f"({last}){self.diagnose(service, run)}")
+            if now > deadline:
+                return "failed", label, (f"no healthy answer within {HEALTH_TIMEOUT} s: {last}"
+                                         f"{self.diagnose(service, run)}")
             time.sleep(0.25)
+
+    @staticmethod
+    def diagnose(service: str, run) -> str:
+        """The service's state and its last journal lines, indented under the failed line."""
+        if run is None:
+            return ""
+        s = shlex.quote(service)
+        text = run(f"systemctl status --no-pager --lines=0 {s} 2>&1 | head -n 5; "
+                   f"echo '-- last journal lines:'; journalctl -u {s} -n 15 --no-pager -o cat 2>&1")
+        lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+        return ("\n" + "\n".join("    " + ln[:300] for ln in lines) +
+                f"\n    -- more: journalctl -u {service} -e   (on the host)")
 
     def summary(self, target, facts) -> list[str]:
         v = self.vars(target)

@@ -77,13 +77,13 @@ def test_cli_writes_where_told(tmp_path):
     from tests.helpers import invoke
 
     venv_conf, rc = tmp_path / "venv" / "pip.conf", tmp_path / "pypirc"
-    res = invoke("client-config", "--url", "https://pypi.example.org/", "--username", "ci",
+    res = invoke("client-config", "--url", "https://pypi.example.org/", "--no-verify", "--username", "ci",
                  "--name", "corp", "--write", "--pip-conf", str(venv_conf), "--pypirc", str(rc))
     assert res.returncode == 0, res.stderr
     assert venv_conf.read_text().splitlines()[2] == "index-url = https://pypi.example.org/simple/"
     assert "[corp]\nrepository = https://pypi.example.org/\nusername = ci\n" in rc.read_text()
     assert stat.S_IMODE(rc.stat().st_mode) == 0o600
-    again = invoke("client-config", "--url", "https://pypi.example.org/", "--username", "ci",
+    again = invoke("client-config", "--url", "https://pypi.example.org/", "--no-verify", "--username", "ci",
                    "--name", "corp", "--write", "--pip-conf", str(venv_conf), "--pypirc", str(rc))
     assert again.stdout.count("ok ") == 2  # already set: nothing rewritten
 
@@ -232,7 +232,7 @@ def test_cli_refusals_touch_nothing(tmp_path):
     """One line and exit 2; a refused --pip-conf leaves .pypirc unwritten too."""
     from tests.helpers import invoke
 
-    args = ("client-config", "--write", "--pypirc", str(tmp_path / "pypirc"))
+    args = ("client-config", "--no-verify", "--write", "--pypirc", str(tmp_path / "pypirc"))
     pip_conf = str(tmp_path / "pip.conf")
     for extra, why in [(("--url", URL, "--pip-conf", "/dev/full"), "/dev/full is not a regular file"),
                        (("--url", URL, "--pip-conf", pip_conf, "--username", "ci\n[evil]"), "bad --username"),

@@ -51,9 +51,24 @@ def test_groups_and_precedence(inv):
     assert targets["pypi2"].vars["pypiserver_port"] == 9000
     assert targets["pypi3"].vars["pypiserver_port"] == 9100 and targets["pypi3"].ssh_port == 2222
     assert targets["pypi3"].known_hosts == "/tmp/kh"
-    flagged = select(["prod"], inv, {"pypiserver_port": 8080})
-    assert [t.name for t in flagged] == ["pypi2", "pypi3"]
-    assert {t.vars["pypiserver_port"] for t in flagged} == {8080}  # the flag wins
+    # a flag that agrees with the inventory is fine (the flag's form wins)
+    (same,) = select(["pypi2"], inv, {"pypiserver_port": "9000"})
+    assert same.vars["pypiserver_port"] == "9000"
+
+
+def test_a_port_flag_that_contradicts_the_inventory_is_refused(inv):
+    """The next deploy without the flag would silently put the inventory's port back."""
+    with pytest.raises(InventoryError) as err:
+        select(["prod"], inv, {"pypiserver_port": 8080})
+    assert str(err.value) == (f"pypi2: --port 8080 differs from pypiserver_port: 9000 in {inv}: "
+                              "change it there instead (a deploy without --port would put 9000 back)")
+
+
+def test_a_port_flag_sets_what_the_inventory_leaves_unset(tmp_path):
+    p = tmp_path / "inventory.yml"
+    p.write_text("all:\n  hosts:\n    pypi1: {ssh_host: 192.0.2.10}\n")
+    (t,) = select(None, str(p), {"pypiserver_port": 8080})
+    assert t.vars["pypiserver_port"] == 8080
 
 
 def test_literal_host_inherits_all_vars_of_a_chosen_inventory(inv):
@@ -99,7 +114,7 @@ def test_cli_bad_values_are_one_line_errors():
     """Through the real CLI: no traceback, exit 2, the reason on one line."""
     from tests.helpers import invoke
 
-    for args, needle in [(["--host", "x", "--port", "abc"], "error: x: pypiserver_port must be a whole number"),
+    for args, needle in [(["--host", "x", "--port", "abc"], "error: --port takes a number, got 'abc'"),
                          (["--host", "x", "--port", "99999"], "out of range"),
                          (["--host", "bad host"], "error: bad host 'bad host'"),
                          (["--host", ""], "names no host"), (["--host", ","], "names no host"),

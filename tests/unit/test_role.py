@@ -1,5 +1,7 @@
 """The pypiserver role planned against a fresh host of each distro: the exact plan, as data."""
 
+import json
+
 import pytest
 
 from provision.inventory import Target
@@ -57,10 +59,16 @@ def test_fresh_host_plan_per_distro(distro, python, pip_pin, installers):
     service = ["systemctl enable pypiserver", "systemctl start pypiserver"]
     firewall = ["firewall-cmd -q --permanent --add-port=8000/tcp", "firewall-cmd -q --add-port=8000/tcp",
                 "mkdir -p /var/lib/provision"]
+    assert cmds[-1].startswith("install -d -o root -g root -m 0755 /var/lib/provision")
     # rocky-9's data has firewalld stopped: the port is left alone, with a note
-    assert cmds[-5:] == service + firewall if distro_facts(distro).firewalld else cmds[-2:] == service
+    assert cmds[-6:-1] == service + firewall if distro_facts(distro).firewalld \
+        else cmds[-3:-1] == service
     if distro_facts(distro).firewalld:
         assert files["/var/lib/provision/firewall-port-pypiserver"].content == b"8000\n"
+    # last, the settings later runs read back (client-config, mirror, a plain deploy)
+    record = json.loads(files["/var/lib/provision/pypiserver.json"].content)
+    assert record["service"] == "pypiserver" and record["settings"]["pypiserver_port"] == 8000
+    assert list(files)[-1] == "/var/lib/provision/pypiserver.json"
 
 
 def test_unit_hardening_follows_systemd_version():

@@ -171,8 +171,10 @@ def test_htpasswd_entry_add_update_remove_keep_owner_and_mode():
 
 
 def test_htpasswd_names_lists_names_only():
-    names = steps.HtpasswdNames("/etc/pypiserver/htpasswd")
+    found = []
+    names = steps.HtpasswdNames("/etc/pypiserver/htpasswd", found.append)
     assert "cut -d: -f1" in names.probes()["names"]
-    assert names.plan(distro_facts("debian-12"), {"names": "__file__\nalice\nbob"}).note == "2: alice, bob"
+    assert names.plan(distro_facts("debian-12"), {"names": "__file__\nalice\nbob"}).note == "2 accounts"
+    assert found == [["alice", "bob"]]  # printed by the task, one per line
     with pytest.raises(StepError):
         names.plan(distro_facts("debian-12"), {"names": ""})
