@@ -60,6 +60,7 @@ def test_mirrored_files_send_missing_keep_differing_prune_own(tmp_path):
     assert up.files == [c] and (up.owner, up.mode) == ("pypi", 0o644)  # b differs: kept
     assert manifest.path == steps.MirroredFiles.MANIFEST and manifest.content == (placed + c.name + "\n").encode()
     assert "kept 1 that differ (use --overwrite)" in plan.note
+    assert plan.note.startswith("3 files, 1 present, send 1 file, 0.0 MB: c-1.tar.gz")  # names what it sends
     over = steps.MirroredFiles("/srv/pypi/packages", lambda f: [a, b, c], "pypi", overwrite=True)
     assert over.plan(facts, {"ls": _ls(a, (b.name, 99)), "manifest": placed}).actions[0].files == [c, b]
     done = step.plan(facts, {"ls": _ls(a, b, c), "manifest": placed + c.name + "\n"})
