@@ -261,8 +261,8 @@ def _testhost_cli(testhost, argv):
         code = testhost.main(argv)
     except testhost.TestHostError as exc:
         raise Exit(f"error: {exc}", code=2) from None
-    if code:
-        raise Exit(code=code)
+    if code:  # testhost printed the reason; a refusal exits 2, like every task's
+        raise Exit(code=2)
 
 
 @task

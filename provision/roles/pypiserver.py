@@ -9,6 +9,7 @@ the order an operator would do it by hand. Per-family values live in
 from __future__ import annotations
 
 import http.client
+import re
 import shlex
 import time
 from functools import lru_cache
@@ -212,7 +213,7 @@ class PypiserverRole(Role):
         label = f"Ensure the index answers at http://{host}:{port}/ (waitress)."
         start = time.monotonic()
         deadline = start + (0 if check else HEALTH_TIMEOUT)
-        next_look = start + 3
+        next_look, restarts = start + 3, None
         last = "no answer"
         while True:
             try:
@@ -233,9 +234,19 @@ class PypiserverRole(Role):
             if check and now > deadline:
                 return "skipped", label, f"check mode: not answering yet ({last})"
             if run is not None and now > next_look:
+                # a unit that failed, or keeps crashing (Restart=on-failure), will not answer
                 next_look = now + 3
-                if run(f"systemctl is-active {shlex.quote(service)}").strip() == "failed":
+                state = dict(re.findall(r"^(\w+)=(.*)$", run(
+                    f"systemctl show -p ActiveState -p NRestarts {shlex.quote(service)}"), re.M))
+                count = int(state["NRestarts"]) if state.get("NRestarts", "").isdigit() else None
+                if state.get("ActiveState") == "failed":
                     return "failed", label, (f"{service} failed after {now - start:.0f} s "
+                                             f"({last}){self.diagnose(service, run)}")
+                if restarts is None:
+                    restarts = count
+                elif count is not None and count - restarts >= 2:
+                    return "failed", label, (f"{service} keeps crashing: systemd restarted it "
+                                             f"{count - restarts} times in {now - start:.0f} s "
                                              f"({last}){self.diagnose(service, run)}")
             if now > deadline:
                 return "failed", label, (f"no healthy answer within {HEALTH_TIMEOUT} s: {last}"
