@@ -54,6 +54,8 @@ def test_step_case(kind, case):
         assert plan.note == case["noop"]
     else:
         assert shell_of(plan) == case["commands"]
+        if "note" in case:
+            assert plan.note == case["note"]
 
 
 def test_every_factory_has_cases():
