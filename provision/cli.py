@@ -79,8 +79,17 @@ def guarded(body):
             raise Exit(f"error: {exc}", code=2) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        except BrokenPipeError:  # `invoke list-users | head -1`
+            _closed_pipe()
 
     return run
+
+
+def _closed_pipe():
+    """The reader of stdout went away: stop quietly, like any Unix filter."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise Exit(code=0)
 
 
 def _dry(c) -> bool:
@@ -109,7 +118,10 @@ class Program(invoke.Program):
         name = self._help_target(self.core.unparsed)
         if name is not None:
             self.parser = self._make_parser()
-            self.print_task_help(name)
+            try:
+                self.print_task_help(name)
+            except BrokenPipeError:
+                _closed_pipe()
             raise Exit(code=0)
         try:
             super().parse_tasks()
