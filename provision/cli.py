@@ -116,6 +116,8 @@ class Program(invoke.Program):
 
     def parse_tasks(self):
         name = self._help_target(self.core.unparsed)
+        if name is None:
+            self._refuse_empty_hosts(self.core.unparsed)
         if name is not None:
             self.parser = self._make_parser()
             try:
@@ -166,6 +168,20 @@ class Program(invoke.Program):
             if word in names:
                 current = word
         return None
+
+    def _refuse_empty_hosts(self, argv: list[str]) -> None:
+        """``-H`` with no value would mean "every host of the inventory": refuse it.
+
+        invoke accepts a list flag with nothing after it (``remove-user alice -H $UNSET``).
+        """
+        names = set(self._task_names())
+        for i, word in enumerate(argv):
+            if word in ("-H", "--host"):
+                following = argv[i + 1] if i + 1 < len(argv) else None
+                if following is None or following.startswith("-") or following in names:
+                    raise Exit(f"error: {word} needs a host ([USER@]HOST[:SSHPORT], an inventory "
+                               "host or group); leave it out to run on every inventory host",
+                               code=2)
 
     def _usage_error(self, exc: ParseError) -> str:
         text = str(exc)

@@ -325,7 +325,8 @@ def deployed_url(target) -> tuple[str, list[str]]:
                                 f"(invoke deploy -H {target.name}), or give the index's --url")
     target.recorded = recorded
     v = role_vars(target)
-    server = v["pypiserver_url_host"] or target.ssh_host
+    # the address deploy printed: ~/.ssh/config's HostName for an alias
+    server = v["pypiserver_url_host"] or remote.hostname or target.ssh_host
     if ":" in server and not server.startswith("["):  # a bare IPv6 address
         server = f"[{server}]"
     return f"http://{server}:{v['pypiserver_port']}/", remote.notes
@@ -336,6 +337,7 @@ def verify_index(base_url: str, timeout: float = VERIFY_TIMEOUT) -> str:
 
     Returns what answered; raises ClientConfigError (one line) otherwise.
     """
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -350,7 +352,7 @@ def verify_index(base_url: str, timeout: float = VERIFY_TIMEOUT) -> str:
         if exc.code == 401:
             return f"HTTP 401 from {simple} (reading needs a password)"
         raise ClientConfigError(f"{simple} answers HTTP {exc.code}, not an index: {hint}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         why = getattr(exc, "reason", None) or exc
         why = getattr(why, "strerror", None) or str(why) or type(why).__name__
         raise ClientConfigError(f"no index answers at {simple} ({why}): {hint}") from None

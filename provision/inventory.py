@@ -213,12 +213,11 @@ def _resolves(host: str) -> bool:
         try:
             import paramiko
 
-            looked = paramiko.SSHConfig.from_path(cfg).lookup(host).get("hostname", host)
+            config = paramiko.SSHConfig.from_path(cfg)
         except (OSError, ValueError, paramiko.SSHException, ImportError):
             continue
-        if looked != host:
-            host = looked
-            break
+        if host in config.get_hostnames():  # a Host alias of its own (HostName, ProxyJump...)
+            return True
     try:
         socket.getaddrinfo(host, None)
         return True

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import shutil
 import sys
 import threading
 from dataclasses import dataclass
 
+# what text read from a host may not send to the operator's terminal (escape sequences...)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 COLORS = {"ok": "32", "changed": "33", "failed": "31", "skipped": "36", "note": "36"}
 
 
@@ -53,10 +57,13 @@ class Report:
             self.stream.write(text + "\n")
             self.stream.flush()
 
-    def step(self, host: str, status: str, name: str, note: str = "") -> None:
+    def step(self, host: str, status: str, name: str, note: str = "", detail: list[str] = ()) -> None:
+        """A step's line, and indented detail lines under it (one write: never split)."""
         tail = f"  [{note}]" if note else ""
         label = self._paint(status, f"{status:<8}")
-        self.write(f"{host:<{self.width}}  {label} {name}{tail}")
+        lines = [f"{host:<{self.width}}  {label} {name}{tail}"]
+        lines += ["    " + _CONTROL.sub("?", line) for line in detail]
+        self.write("\n".join(lines))
 
     def note(self, host: str, text: str) -> None:
         self.write(f"{host:<{self.width}}  {self._paint('note', 'note    ')} {text}")
@@ -148,7 +155,7 @@ class Ticker:
 
     def _erase(self) -> None:
         if self._drawn:
-            self.report.stream.write("\r" + " " * self._drawn + "\r")
+            self.report.stream.write("\r\033[K")   # back to column 0, clear to the line's end
             self.report.stream.flush()
             self._drawn = 0
 
@@ -163,8 +170,13 @@ class Ticker:
                 if spent < self.DELAY:
                     continue
                 r = self.report
-                text = f"{self.host:<{r.width}}  {r._paint('note', 'running ')} {self._what[:60]} ({spent:.0f} s)"
+                # one terminal line, never wrapped: a wrapped line cannot be erased with \r
+                tail = f" ({spent:.0f} s)"
+                room = shutil.get_terminal_size((80, 24)).columns - 1
+                head = f"{self.host:<{r.width}}  running  "
+                what = self._what[:max(0, room - len(head) - len(tail))]
+                label = r._paint("note", "running ")
                 self._erase()
-                r.stream.write(text)
+                r.stream.write(f"{self.host:<{r.width}}  {label} {what}{tail}"[:room + 20])
                 r.stream.flush()
-                self._drawn = len(text)
+                self._drawn = 1

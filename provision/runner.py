@@ -188,10 +188,10 @@ class HostRun:
         self.remote = Remote(target, opts.sudo_password)
         self.locked = False
 
-    def say(self, status: str, name: str, note: str = "") -> None:
+    def say(self, status: str, name: str, note: str = "", detail: list[str] = ()) -> None:
         if status in ("ok", "changed", "failed", "skipped"):
             setattr(self.counts, status, getattr(self.counts, status) + 1)
-        self.report.step(self.target.name, status, name, note)
+        self.report.step(self.target.name, status, name, note, detail)
 
     def gather(self, steps: list[Step]):
         sections = {}
@@ -312,9 +312,7 @@ class HostRun:
         if verdict is not None:
             status, label, note = verdict
             first, *more = note.split("\n")
-            self.say(status, label, first)
-            if more:
-                self.report.write("\n".join(more))
+            self.say(status, label, first, more)
             if status != "ok":
                 return
         for line in self.role.summary(self.target, facts):

@@ -14,6 +14,7 @@ deployed is what every later run uses, and a role that needs a deployed server
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 from ..errors import InventoryError, ProvisionError
@@ -23,8 +24,9 @@ RECORD_DIR = "/var/lib/provision"
 RECORDED = ("pypiserver_port", "pypiserver_listen", "pypiserver_user", "pypiserver_venv",
             "pypiserver_wheels_dir", "pypiserver_packages_dir", "pypiserver_config_dir",
             "pypiserver_htpasswd", "pypiserver_authenticate", "pypiserver_extra_args",
-            "pypiserver_url_host")
+            "pypiserver_url_host", "offline", "centos7_vault")
 RECORD_FORMAT = 1
+UNIT_DIR = "/etc/systemd/system"
 
 
 def record_path(service: str) -> str:
@@ -44,13 +46,22 @@ def parse_record(text: str, where: str) -> dict | None:
         return None
     try:
         data = json.loads(text)
-        settings = data["settings"]
-        if not isinstance(settings, dict):
+        settings, version = data["settings"], data["format"]
+        if not isinstance(settings, dict) or not isinstance(version, int):
             raise TypeError
     except (ValueError, KeyError, TypeError):
         raise InventoryError(f"{where} is not a record this tool wrote: remove it, then deploy "
                              "again") from None
+    if version > RECORD_FORMAT:
+        raise InventoryError(f"{where} was written by a newer version of this tool (format "
+                             f"{version}): upgrade this one")
     return {k: settings[k] for k in RECORDED if k in settings}
+
+
+def legacy_record(unit: str) -> dict:
+    """What a unit deployed before records existed says: its port (``"--port" "8080"``)."""
+    m = re.search(r'^ExecStart=.*?"?--port"?\s+"?(\d{1,5})"?(?:\s|$)', unit, re.M)
+    return {"pypiserver_port": int(m[1])} if m else {}
 
 
 class Role:
@@ -78,9 +89,9 @@ class Role:
         service = self.vars(target).get("pypiserver_service")
         if not service:  # a role without the pypiserver variables (tests' own roles)
             return {}
-        q = shlex.quote
-        return {"record": f"cat {q(record_path(service))}",
-                "unit": f"test -e /etc/systemd/system/{q(service + '.service')} && echo present"}
+        unit = shlex.quote(f"{UNIT_DIR}/{service}.service")
+        return {"record": f"cat {shlex.quote(record_path(service))}",
+                "unit": f"grep -h -m1 '^ExecStart=' {unit} || test ! -e {unit} || echo present"}
 
     def settle(self, target, probed: dict[str, str]) -> tuple[bool, list[str]]:
         """Adopt the host's record: (the variables changed, notes naming what came from it).
@@ -94,16 +105,23 @@ class Role:
             return False, []
         path = record_path(before["pypiserver_service"])
         recorded = parse_record(probed.get("record", ""), f"{target.name}:{path}")
-        target.deployed = recorded is not None or probed.get("unit", "").strip() == "present"
+        unit = probed.get("unit", "").strip()
+        target.deployed = recorded is not None or bool(unit)
         if self.needs_deploy and not target.deployed:
             raise ProvisionError(f"pypiserver is not deployed on {target.name}: deploy first "
                                  f"(invoke deploy -H {target.name})")
+        if recorded is None and unit:
+            # deployed before hosts kept a record: its unit still says which port it serves
+            recorded, source = legacy_record(unit), "unit"
+            path = f"{UNIT_DIR}/{before['pypiserver_service']}.service"
+        else:
+            source = "record"
         target.recorded = recorded or {}
         try:
             after = self.vars(target)
         except InventoryError as exc:
             raise InventoryError(f"{exc} (read from {path})") from None
-        notes = [f"{k} {_show(after[k])} from the host's record of its last deploy ({path}); "
+        notes = [f"{k} {_show(after[k])} from the host's {source} of its last deploy ({path}); "
                  f"set it in the inventory to change it"
                  for k in RECORDED if k in target.recorded and k not in target.vars
                  and after[k] != self._default(k, defaults())]

@@ -261,9 +261,8 @@ class PypiserverRole(Role):
         s = shlex.quote(service)
         text = run(f"systemctl status --no-pager --lines=0 {s} 2>&1 | head -n 5; "
                    f"echo '-- last journal lines:'; journalctl -u {s} -n 15 --no-pager -o cat 2>&1")
-        lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
-        return ("\n" + "\n".join("    " + ln[:300] for ln in lines) +
-                f"\n    -- more: journalctl -u {service} -e   (on the host)")
+        lines = [ln.rstrip()[:300] for ln in text.splitlines() if ln.strip()]
+        return "\n" + "\n".join(lines + [f"-- more: journalctl -u {service} -e   (on the host)"])
 
     def summary(self, target, facts) -> list[str]:
         v = self.vars(target)

@@ -124,18 +124,31 @@ def test_dry_is_refused_before_any_host(trap, how):
 # -- 8. typos: exit 2 with a suggestion, nothing reached ----------------------------------
 def test_typos_exit_2_with_a_suggestion(trap):
     listener, inv = trap
+    empty_host = ("error: -H needs a host ([USER@]HOST[:SSHPORT], an inventory host or group); "
+                  "leave it out to run on every inventory host")
     for args, line in [
         (("deplyo",), "error: no task named 'deplyo' (did you mean deploy?); `invoke --list` lists them"),
         (("deploy", "--prot", "8080"),
          "error: unknown option --prot for deploy (did you mean --port?); `invoke deploy --help` lists them"),
         (("deploy", "--port", "80a"), "error: --port takes a number, got '80a'"),
-        (("deploy", "-H", "trapp", "--inventory", inv),
+        (("deploy", "-H", "trapp"),
          f"error: 'trapp' is not a host or group in {inv} (did you mean trap?) and does not resolve "
          "as a host name"),
+        # `-H $UNSET` must not mean "every host of the inventory"
+        (("remove-user", "alice", "-H"), empty_host), (("deploy", "-H", "--check"), empty_host),
     ]:
-        res = invoke(*args, timeout=60)
+        res = invoke(*args, "--inventory", inv, timeout=60)   # every case could reach `trap`
         assert (res.returncode, res.stderr.strip()) == (2, line), res.stdout + res.stderr
     assert listener.count == 0
+
+
+def test_client_config_refuses_an_answer_that_is_not_http(trap):
+    """The listener accepts and hangs up: not an index, said in one line."""
+    listener, _ = trap
+    res = invoke("client-config", "--url", f"http://127.0.0.1:{listener.port}/", timeout=60)
+    assert res.returncode == 2 and listener.count == 1, res.stderr
+    assert res.stderr.startswith(f"error: no index answers at http://127.0.0.1:{listener.port}/simple/ (")
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
 def test_no_color_on_a_terminal(trap):

@@ -7,9 +7,10 @@ import io
 import os
 import re
 import select
+import shutil
 import time
 
-from provision.report import Counts, Report, plural
+from provision.report import Counts, Report, Ticker, plural
 
 
 class Tty(io.StringIO):
@@ -67,16 +68,32 @@ def test_a_long_silent_step_shows_progress_on_a_terminal_and_erases_it():
         got += os.read(master, 4096)
     text = re.sub(r"\x1b\[\d+m", "", got.decode())
     assert re.search(r"h1  running  Ensure the pinned packages are installed\. \(\d s\)", text), text
-    # erased (spaces, carriage return) before the step's own line
-    assert re.search(r"\r +\rh1  changed  Ensure the pinned", text), text
+    # erased (carriage return, clear to the end of the line) before the step's own line
+    assert "\r\x1b[Kh1  changed  Ensure the pinned" in text, text
+    # never wider than the terminal (a wrapped line could not be erased)
+    for drawn in re.findall(r"h1  running  [^\r]*", text):
+        assert len(drawn) < shutil.get_terminal_size((80, 24)).columns
     stream.close()
     os.close(master)
 
 
-def test_no_progress_off_a_terminal():
+def test_no_progress_off_a_terminal(monkeypatch):
+    monkeypatch.setattr(Ticker, "DELAY", 0.0)   # would draw at its first tick (0.5 s)
     out = io.StringIO()
     ticker = Report(out, live=True).ticker("h1")
     ticker.start("Slow step.")
-    time.sleep(0.1)
+    time.sleep(1.2)
     ticker.close()
     assert out.getvalue() == ""
+    tty = Tty()                                  # the control: a terminal gets the line
+    ticker = Report(tty, live=True).ticker("h1")
+    ticker.start("Slow step.")
+    time.sleep(1.2)
+    ticker.close()
+    assert re.search(r"running  Slow step\. \(\d s\)", re.sub(r"\x1b\[\d+m", "", tty.getvalue()))
+
+
+def test_detail_lines_are_one_write_without_control_characters():
+    out = io.StringIO()
+    Report(out, width=2).step("h1", "failed", "Check.", "why", ["journal \x1b]0;evil\x07 line", "two"])
+    assert out.getvalue() == "h1  failed   Check.  [why]\n    journal ?]0;evil? line\n    two\n"

@@ -1,0 +1,111 @@
+"""The host's record of its last deploy: written by deploy, read back by every role.
+
+Precedence, lowest first: defaults < record < inventory < flags; the record's values pass the
+same validation as the inventory's; a host deployed before records keeps its unit's port.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from provision.errors import InventoryError, ProvisionError
+from provision.inventory import Target
+from provision.roles import RECORD_FORMAT, legacy_record, parse_record, record_content
+from provision.roles.accounts import AccountsRole
+from provision.roles.pypiserver import PypiserverRole
+from provision.validate import role_vars
+
+
+def target(**vars_):
+    return Target(name="pypi1", ssh_host="192.0.2.10", vars=dict(vars_))
+
+
+def record(**settings):
+    return json.dumps({"format": RECORD_FORMAT, "service": "pypiserver", "settings": settings})
+
+
+def test_deploy_writes_what_it_reads_back():
+    v = role_vars(target(pypiserver_port=8081, pypiserver_extra_args="--disable-fallback"))
+    text = record_content(v)
+    assert record_content(v) == text                       # deterministic: a no-op stays ok
+    back = parse_record(text, "pypi1:/var/lib/provision/pypiserver.json")
+    assert back["pypiserver_port"] == 8081 and back["pypiserver_extra_args"] == ["--disable-fallback"]
+    assert "pypiserver_service" not in back                 # it names the record, not read from it
+
+
+def test_precedence_flag_inventory_record_default():
+    role = PypiserverRole()
+    probed = {"record": record(pypiserver_port=8081, pypiserver_packages_dir="/srv/idx"), "unit": ""}
+    t = target()
+    changed, notes = role.settle(t, probed)
+    v = role.vars(t)
+    assert changed and (v["pypiserver_port"], v["pypiserver_packages_dir"]) == (8081, "/srv/idx")
+    assert notes[0].startswith("pypiserver_port 8081 from the host's record of its last deploy "
+                               "(/var/lib/provision/pypiserver.json)")
+    assert len(notes) == 2
+    t = target(pypiserver_port=9000)                        # the inventory (or a flag) wins
+    changed, notes = role.settle(t, probed)
+    assert role.vars(t)["pypiserver_port"] == 9000 and not any("port" in n for n in notes)
+    t = target()                                            # no record: the defaults
+    assert role.settle(t, {"record": "", "unit": ""}) == (False, [])
+    assert role.vars(t)["pypiserver_port"] == 8000 and t.deployed is False
+
+
+def test_a_record_that_equals_the_defaults_changes_nothing():
+    v = role_vars(target())
+    t = target()
+    assert PypiserverRole().settle(t, {"record": record_content(v), "unit": "ExecStart=x"}) == (False, [])
+    assert t.deployed is True
+
+
+@pytest.mark.parametrize("settings,why", [
+    ({"pypiserver_port": 80}, "pypiserver_port"),
+    ({"pypiserver_packages_dir": "/etc"}, "pypiserver_packages_dir"),
+    ({"pypiserver_listen": "0.0.0.0\nExecStartPre=/bin/sh"}, "pypiserver_listen"),
+])
+def test_record_values_pass_the_same_validation(settings, why):
+    with pytest.raises(InventoryError, match=why) as err:
+        PypiserverRole().settle(target(), {"record": record(**settings), "unit": ""})
+    assert "(read from /var/lib/provision/pypiserver.json)" in str(err.value)
+
+
+@pytest.mark.parametrize("text,why", [
+    ("{not json", "is not a record this tool wrote"),
+    ('{"settings": []}', "is not a record this tool wrote"),
+    (json.dumps({"format": RECORD_FORMAT + 1, "settings": {}}), "newer version of this tool"),
+])
+def test_unreadable_records_are_one_line(text, why):
+    with pytest.raises(InventoryError, match=why):
+        parse_record(text, "pypi1:/var/lib/provision/pypiserver.json")
+
+
+def test_a_host_deployed_before_records_keeps_its_units_port():
+    unit = ('ExecStart="/opt/pypiserver/venv/bin/pypi-server" "run" "--host" "0.0.0.0" '
+            '"--port" "8080" "--passwords" "/etc/pypiserver/htpasswd"')
+    assert legacy_record(unit) == {"pypiserver_port": 8080}
+    assert legacy_record("ExecStart=/opt/v/bin/pypi-server run --port 8090 -P x /srv") == \
+        {"pypiserver_port": 8090}
+    t = target()
+    changed, notes = PypiserverRole().settle(t, {"record": "", "unit": unit})
+    assert changed and PypiserverRole().vars(t)["pypiserver_port"] == 8080
+    assert notes == ["pypiserver_port 8080 from the host's unit of its last deploy "
+                     "(/etc/systemd/system/pypiserver.service); set it in the inventory to change it"]
+
+
+def test_roles_that_need_a_server_refuse_a_bare_host():
+    with pytest.raises(ProvisionError, match=r"^pypiserver is not deployed on pypi1: deploy first "
+                                             r"\(invoke deploy -H pypi1\)$"):
+        AccountsRole("list").settle(target(), {"record": "", "unit": ""})
+    t = target()
+    AccountsRole("list").settle(t, {"record": record(pypiserver_htpasswd="/etc/idx/htpasswd",
+                                                     pypiserver_config_dir="/etc/idx"), "unit": ""})
+    assert AccountsRole("list").phases(t)[0][0].path == "/etc/idx/htpasswd"
+
+
+def test_the_probes_are_quoted():
+    probes = PypiserverRole().probes(target(pypiserver_service="pypi-x"))
+    assert probes["record"] == "cat /var/lib/provision/pypi-x.json"
+    assert probes["unit"] == ("grep -h -m1 '^ExecStart=' /etc/systemd/system/pypi-x.service || "
+                              "test ! -e /etc/systemd/system/pypi-x.service || echo present")
