@@ -596,7 +596,7 @@ class Bench:
         from provision import htpasswd
         user, password = "benchuser", secrets.token_urlsafe(18)
         current = self.h.exec(f"cat {HTPASSWD}").stdout.decode()
-        text, _ = htpasswd.set_user(current, user, password)
+        text = htpasswd.render({**htpasswd.parse(current), user: htpasswd.hash_password(password)})
         self.h.exec(f"cat > {HTPASSWD}.new && chown root:pypi {HTPASSWD}.new && chmod 0640 {HTPASSWD}.new "
                     f"&& mv {HTPASSWD}.new {HTPASSWD}", input=text.encode())
         fname, data = make_wheel("benchupload", "1.0.0")

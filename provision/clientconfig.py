@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ProvisionError
+from .errors import ClientConfigError  # noqa: F401 - raised here
 
 MULTI = {"trusted-host", "extra-index-url", "index-servers"}
 MAX_BYTES = 1 << 20
@@ -38,10 +38,6 @@ DEPENDENCY_CONFUSION = (
     "PyPI, so anyone can shadow a private name by publishing it on PyPI (dependency "
     "confusion). The default, index-url with pypiserver's fallback, keeps private names private."
 )
-
-
-class ClientConfigError(ProvisionError):
-    """Raised for a bad --name/--url/--username/password or a config file we cannot read or write."""
 
 
 def _control(text: str) -> bool:

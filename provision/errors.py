@@ -10,7 +10,12 @@
     ├── HostBusy             another run holds the host's lock past our wait
     ├── SudoError            sudo refused: it needs a password, or the password is wrong
     ├── UnsupportedHost      an OS, init system or Python we do not deploy to
-    └── StepError            a step's commands failed on the host
+    ├── StepError            a step's commands failed on the host
+    ├── AccountError         a user name or password we refuse to write (htpasswd)
+    ├── ClientConfigError    a bad --url/--name/--username, or a pip.conf/.pypirc we cannot merge
+    ├── MirrorError          requirements that cannot be resolved or downloaded here
+    ├── WheelhouseError      the pinned wheels cannot be downloaded here (--offline)
+    └── UnsupportedPython    a Python with no verified pin set (also a ValueError)
 
 Low-level errors (paramiko, socket, YAML) are mapped to these at one boundary each
 (connection.py, inventory.py), with ``raise ... from exc``; the tasks turn a
@@ -60,3 +65,23 @@ class UnsupportedHost(ProvisionError):
 
 class StepError(ProvisionError):
     """Raised when a step's commands fail on the host."""
+
+
+class AccountError(ProvisionError):
+    """Raised for a user name or password we refuse to write."""
+
+
+class ClientConfigError(ProvisionError):
+    """Raised for a bad --name/--url/--username/password or a config file we cannot read or write."""
+
+
+class MirrorError(ProvisionError):
+    """Raised when the requirements cannot be resolved or downloaded (names the requirement)."""
+
+
+class WheelhouseError(ProvisionError):
+    """Downloading the pinned wheels failed; the message names the pin and pip's error."""
+
+
+class UnsupportedPython(ProvisionError, ValueError):
+    """The host's Python has no verified pin set (see ``wheels.supported_pythons()``)."""

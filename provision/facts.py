@@ -163,7 +163,6 @@ class HostFacts:
     glibc: str = ""
     arch: str = ""
     ssh_user: str = ""
-    raw: dict = field(default_factory=dict)
 
     @property
     def family(self) -> str | None:
@@ -207,7 +206,7 @@ def parse_host_facts(sections: dict[str, str]) -> HostFacts:
         os=values["os_release"], pythons=values["pythons"],
         python_default=values["python_default"], init=values["init"],
         systemd=values["systemd"], selinux=values["selinux"], firewalld=values["firewalld"],
-        glibc=values["glibc"], arch=values["arch"], ssh_user=values["ssh_user"], raw=sections,
+        glibc=values["glibc"], arch=values["arch"], ssh_user=values["ssh_user"],
     )
 
 

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import re
 
-from .errors import ProvisionError
+from .errors import AccountError  # noqa: F401 - raised here
 
 _BAD_NAME = re.compile(r"[:\s\x00-\x1f\x7f]")
-
-
-class AccountError(ProvisionError):
-    """Raised for a user name or password we refuse to write."""
 
 
 def check_name(name: str) -> str:
@@ -73,10 +69,3 @@ def parse(text: str) -> dict[str, str]:
 def render(entries: dict[str, str]) -> str:
     return "".join(f"{name}:{hashed}\n" for name, hashed in entries.items())
 
-
-def set_user(text: str, name: str, password: str) -> tuple[str, str]:
-    """New file content with NAME's password set; and 'added' or 'updated'."""
-    entries = parse(text)
-    action = "updated" if check_name(name) in entries else "added"
-    entries[name] = hash_password(password)
-    return render(entries), action

@@ -22,16 +22,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ProvisionError
+from .errors import MirrorError  # noqa: F401 - raised here
 
 MIRROR_CACHE = Path(os.environ.get("PROVISION_MIRROR_CACHE",
                                    Path.home() / ".cache" / "provision" / "mirror"))
 PIP_TIMEOUT = 900
 _lock = threading.Lock()
-
-
-class MirrorError(ProvisionError):
-    """Raised when the requirements cannot be resolved or downloaded (names the requirement)."""
 
 
 @dataclass(frozen=True)

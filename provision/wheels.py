@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .errors import UnsupportedPython, WheelhouseError  # noqa: F401 - raised here
 from .facts import version_key
 
 __all__ = [
@@ -32,8 +33,6 @@ __all__ = [
     "WheelhouseError",
     "supported_pythons",
     "pins_for",
-    "pins_text",
-    "pip_pin",
     "platform_tags",
     "wheelhouse_dir",
     "ensure_wheelhouse",
@@ -58,14 +57,6 @@ _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "i386":
 _LEGACY_FLOOR = {"x86_64": 5, "i686": 5}
 _LEGACY_ALIASES = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 _PIP_TIMEOUT = 900  # seconds; a stuck index must not hang the deploy forever
-
-
-class UnsupportedPython(ValueError):
-    """The host's Python has no verified pin set (see ``supported_pythons()``)."""
-
-
-class WheelhouseError(RuntimeError):
-    """Downloading the pinned wheels failed; the message names the pin and pip's error."""
 
 
 def canonical_name(name: str) -> str:
@@ -101,15 +92,6 @@ def _pins_path(python_version: str) -> Path:
     return PINS_DIR / f"py{version}.txt"
 
 
-def pins_text(python_version: str) -> str:
-    """The pins file exactly as it is copied to the host.
-
-    The host keeps a copy next to its venv; comparing this text with that copy is how
-    a deploy decides whether the venv must be reinstalled.
-    """
-    return _pins_path(python_version).read_text(encoding="utf-8")
-
-
 def pins_for(python_version: str) -> list[str]:
     """The ``name==version`` lines of the pin set, comments and blank lines dropped.
 
@@ -126,18 +108,6 @@ def pins_for(python_version: str) -> list[str]:
             raise ValueError(f"{path.name}:{lineno}: not a name==version pin: {raw.strip()!r}")
         pins.append(line)
     return pins
-
-
-def pip_pin(python_version: str) -> str:
-    """The ``pip==X`` pin: the pip the host's venv is upgraded to before anything else.
-
-    It goes first because an old venv pip (9.0.3 on CentOS 7) cannot install
-    manylinux2014 wheels, and pypiserver 2.4.2 itself requires pip >= 26.0.1.
-    """
-    for pin in pins_for(python_version):
-        if canonical_name(pin.split("==", 1)[0]) == "pip":
-            return pin
-    raise ValueError(f"pin set for Python {python_version} has no pip pin")
 
 
 def _normalise_arch(arch: str) -> str:

@@ -65,7 +65,6 @@ def legacy_record(unit: str) -> dict:
 
 
 class Role:
-    name = "role"
     # a run that may change its hosts holds each host's lock from its facts to its end
     changes_hosts = True
     # accounts and mirror act on a deployed server: refused (one line) on a bare host

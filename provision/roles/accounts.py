@@ -14,7 +14,6 @@ from . import Role
 
 
 class AccountsRole(Role):
-    name = "accounts"
     needs_deploy = True
 
     def __init__(self, action: str, user: str | None = None, password: str | None = None):

@@ -17,21 +17,19 @@ from .pypiserver import choose_python
 
 
 class MirrorRole(Role):
-    name = "mirror"
     needs_deploy = True
 
     def __init__(self, requirements: Path, pythons: list[str], platforms: list[str],
-                 overwrite: bool = False, prune: bool = False, with_host: bool = True,
-                 max_age: float = 12 * 3600):
+                 overwrite: bool = False, prune: bool = False, max_age: float = 12 * 3600):
         self.requirements, self.pythons, self.platforms = requirements, pythons, platforms
-        self.overwrite, self.prune, self.with_host = overwrite, prune, with_host
+        self.overwrite, self.prune = overwrite, prune
         self.max_age = max_age
         self.downloaded = 0
         self.downloaded_bytes = 0
 
     def targets(self, facts) -> list[mirror.DownloadTarget]:
         found = [mirror.DownloadTarget()]
-        if self.with_host and facts.glibc and facts.arch:
+        if facts.glibc and facts.arch:
             chosen = choose_python(facts, predict=True)
             if chosen and not mirror.native_covers(chosen[0], facts.glibc, facts.arch):
                 found.append(mirror.DownloadTarget(chosen[0], tuple(wheels.platform_tags(facts.glibc, facts.arch))))

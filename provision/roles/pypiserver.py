@@ -78,7 +78,6 @@ def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | 
 
 
 class PypiserverRole(Role):
-    name = "pypiserver"
 
     def __init__(self, overrides: dict | None = None, diff: bool = False):
         self.overrides = overrides or {}
