@@ -5,7 +5,7 @@ import signal
 import sys
 import time
 
-from provision import testhost
+from testing import testhost
 
 
 def preflight(script: str) -> bool:
@@ -33,7 +33,7 @@ def destroy_own_hosts(hosts, before: set, prefix: str, log) -> None:
         try:
             h.destroy()
         except Exception as exc:  # noqa: BLE001 - report and go on with the others
-            log(f"could not destroy {name}: {exc} (python -m provision.testhost down {name})")
+            log(f"could not destroy {name}: {exc} (python -m testing.testhost down {name})")
     if mine:
         log(f"destroyed {', '.join(mine)}")
 

@@ -45,7 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from provision import testhost  # noqa: E402
+from testing import testhost  # noqa: E402
 from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
 
 ANCHORS_SRC = Path(os.environ.get("PROVISION_BENCH_ANCHORS", REPO / "benchmarks" / "anchors"))

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from provision import testhost  # noqa: E402
+from testing import testhost  # noqa: E402
 from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
 from deploy_bench import count_channels, host_prepare, journal_cursor, last_line  # noqa: E402
 

@@ -382,7 +382,7 @@ def cpu_seconds(h, unit: str) -> float | None:
 
 
 def deploy(h, work: Path) -> None:
-    from provision import testhost
+    from testing import testhost
     inv = testhost.write_inventory([h], work / "inventory.yml", known_hosts=str(work / "known_hosts"))
     argv = [str(REPO / ".venv/bin/invoke"), "deploy", "--inventory", str(inv), "--host", h.name]
     log(f"deploy: {' '.join(argv[1:])} ...")
@@ -820,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
             or args.max_requests < 1 or args.pip_runs < 1:
         ap.error("--files >= 10, and --clients, --seconds, --rounds, --max-requests, --pip-runs >= 1")
 
-    from provision import testhost
+    from testing import testhost
     if not preflight("serve_bench"):
         return 2
     sigterm_interrupts()

@@ -13,9 +13,9 @@ Ansible's shape::
           vars: {...}
           hosts: {pypi2: {}, pypi3: {ssh_port: 2222}}
 
-With no --inventory we read ``inventory.yml`` if it exists, else the local throwaway
-test host's inventory (``.testhost/inventory.yml``, written by ``invoke testhost-up``),
-so a newcomer's first ``invoke deploy`` has a target.
+With no --inventory we read ``inventory.yml`` if it exists, else the first fallback that
+exists: a checkout's tasks.py registers its throwaway test host's inventory there (see
+``FALLBACKS``), so a newcomer's first ``invoke deploy`` has a target.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from pathlib import Path
 from . import validate as check
 from .errors import InventoryError
 
-DEFAULT_INVENTORIES = ("inventory.yml", ".testhost/inventory.yml")
+DEFAULT_INVENTORIES = ("inventory.yml",)
+#: (path, hint) of inventories read when no other exists; their all.vars are not inherited by
+#: a literal --host, and the hint completes the "no hosts" error. Empty in the installed tool.
+FALLBACKS: list[tuple[str, str]] = []
 CONNECTION_VARS = ("ssh_host", "ssh_user", "ssh_port", "ssh_key", "known_hosts")
 _HOST_RE = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^@\s:\[\]]+)(?::(?P<port>\d+))?$")
 
@@ -103,7 +106,7 @@ def find_inventory(path: str | None) -> Path | None:
         if not p.is_file():
             raise InventoryError(f"inventory {path} not found")
         return p
-    for candidate in DEFAULT_INVENTORIES:
+    for candidate in (*DEFAULT_INVENTORIES, *(path for path, _ in FALLBACKS)):
         if Path(candidate).is_file():
             return Path(candidate)
     return None
@@ -153,18 +156,17 @@ def select(host_specs: list[str] | None, inventory: str | None, overrides: dict)
     chosen: list[Target] = []
     if not host_specs:
         if not known:
-            raise InventoryError(
-                "no hosts: pass --host [USER@]HOST[:PORT], write inventory.yml (see "
-                "inventory.example.yml), or boot a local test host with `invoke testhost-up`"
-            )
+            hints = "".join(f", or {hint}" for _, hint in FALLBACKS)
+            raise InventoryError(f"no hosts: pass --host [USER@]HOST[:PORT] or write inventory.yml "
+                                 f"(see inventory.example.yml){hints}")
         specs = [name for name in known]
     else:
         specs = [s.strip() for spec in host_specs for s in spec.split(",") if s.strip()]
         if not specs:
             raise InventoryError(f"--host {','.join(host_specs)!r} names no host: give "
                                  f"[USER@]HOST[:PORT], an inventory host or a group")
-    # a literal address inherits all.vars of a chosen inventory, not of the test host's
-    all_vars = inventory_vars if path and str(path) != DEFAULT_INVENTORIES[-1] else {}
+    # a literal address inherits all.vars of a chosen inventory, not of a fallback's
+    all_vars = inventory_vars if path and str(path) not in {p for p, _ in FALLBACKS} else {}
     for spec in specs:
         if spec in groups:
             members = groups[spec]

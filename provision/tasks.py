@@ -16,7 +16,7 @@ from . import __version__
 from .cli import task
 
 HOST_HELP = "[USER@]HOST[:SSHPORT], an inventory host or group; repeatable; default: the inventory's hosts"
-INVENTORY_HELP = "inventory YAML (default: inventory.yml, else the local test host's)"
+INVENTORY_HELP = "inventory YAML (default: inventory.yml)"
 NO_COLOR_HELP = "no colour (also: the NO_COLOR environment variable)"
 
 
@@ -240,31 +240,6 @@ def mirror(c, requirement, host=None, inventory=None, python=None, platform=None
     _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff)
 
 
-@task(help={"name": "the test host (default: this checkout's running one, else a new pypi-test)"})
-def testhost_up(c, name=""):
-    """Boot (or reuse) this checkout's throwaway Debian 12 host; write .testhost/inventory.yml."""
-    from . import testhost
-
-    _testhost_cli(testhost, ["up", name] if name else ["up"])
-
-
-@task(help={"name": "the test host to remove (default: every one of this checkout)"})
-def testhost_down(c, name=""):
-    """Stop and delete this checkout's test hosts (never another checkout's)."""
-    from . import testhost
-
-    _testhost_cli(testhost, ["down", name] if name else ["down"])
-
-
-def _testhost_cli(testhost, argv):
-    try:
-        code = testhost.main(argv)
-    except testhost.TestHostError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
-    if code:  # testhost printed the reason; a refusal exits 2, like every task's
-        raise Exit(code=2)
-
-
 @task
 def version(c):
     """Print this tool's version (`invoke --version` prints invoke's own)."""
@@ -274,5 +249,4 @@ def version(c):
           f"{sys.version.split()[0]})")
 
 
-ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, testhost_up,
-                testhost_down, version)
+ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, version)

@@ -18,7 +18,7 @@ import shutil
 
 import pytest
 
-from provision import testhost as th
+from testing import testhost as th
 from tests import external as ext
 
 

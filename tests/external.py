@@ -18,7 +18,7 @@ before the next run. ``HOST`` must be an address this machine reaches directly (
 talk HTTP to port 8000 on it), so use Vagrant's private-network addresses, not a
 forwarded 127.0.0.1:2222.
 
-:class:`ExternalHost` has the interface of :class:`provision.testhost.TestHost` the tests
+:class:`ExternalHost` has the interface of :class:`testing.testhost.TestHost` the tests
 use (``name``, ``address``, ``ssh_user``, ``ssh_key``, ``exec``, ``reboot``, ``destroy``)
 built on the system ``ssh`` client: ``exec`` runs the command as root through ``sudo``.
 """
@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provision import testhost as th
+from testing import testhost as th
 
 ENV_HOSTS = "PROVISION_TEST_HOSTS"
 ENV_KEY = "PROVISION_TEST_SSH_KEY"
@@ -232,7 +232,7 @@ def external_hosts() -> list[ExternalHost] | None:
 def write_inventory(hosts, path: str | os.PathLike, **group_vars) -> Path:
     """A YAML inventory our tool reads, for test hosts of either kind.
 
-    Only nspawn hosts: exactly :func:`provision.testhost.write_inventory`. With external
+    Only nspawn hosts: exactly :func:`testing.testhost.write_inventory`. With external
     hosts: ``ssh_host`` = address, ``ssh_user``, ``ssh_key`` (when known), ``ssh_port``
     (when given); ``offline: true`` by default (it works everywhere); group_vars whose value
     is None are left out (e.g. ``ssh_key`` when PROVISION_TEST_SSH_KEY is unset).

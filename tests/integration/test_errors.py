@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from provision import testhost as th
+from testing import testhost as th
 from tests.external import is_external, write_inventory
 from tests.helpers import invoke, recap, sh
 

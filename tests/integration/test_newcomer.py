@@ -329,6 +329,7 @@ def test_readme_first_command_twice(testhosts_available, external_testhosts, tmp
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     shutil.copy(REPO / "tasks.py", checkout / "tasks.py")
+    shutil.copytree(REPO / "testing", checkout / "testing")    # the checkout's test-host tasks
     argv = [str(Path(sys.executable).parent / "invoke"), *tail[1:]]
     try:
         runs = [subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=600)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from provision import testhost as th
+from testing import testhost as th
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""`python -m provision.testhost` (what `invoke testhost-up/-down` run): hosts belong to a checkout.
+"""`python -m testing.testhost` (what `invoke testhost-up/-down` run): hosts belong to a checkout.
 
 Two "checkouts" here are two --inventory paths under tmp_path; the owner of a host is the
 directory holding the inventory. Every host these tests boot has a name unique to this run
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provision import testhost as th
+from testing import testhost as th
 from tests import external as ext
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ Design choices, and why:
   nothing but the control side, so apt/pip in the guest fail fast instead of
   sending traffic anywhere.
 * nspawn is started in a new session and its PID is kept in a state file, so
-  hosts booted by ``python -m provision.testhost up`` outlive that process and
+  hosts booted by ``python -m testing.testhost up`` outlive that process and
   ``down``/``destroy_all()`` can find them again after a crash.
 * ``exec()`` uses nsenter, not SSH, so tests can inspect or sabotage a host
   independently of the transport the tool under test uses.
@@ -438,7 +438,7 @@ class TestHost:
     The object is a thin handle on the state directory ``CACHE_DIR/hosts/NAME``
     (``state.json``, ``console.log``, the overlay layers and the root), so a host
     can be driven from another process than the one that booted it: that is how
-    ``python -m provision.testhost down`` finds hosts ``up`` left running.
+    ``python -m testing.testhost down`` finds hosts ``up`` left running.
     Connect to ``address`` as ``ssh_user`` with ``ssh_key``; use ``exec()`` for
     out-of-band root access that does not depend on SSH working.
     """
@@ -807,7 +807,7 @@ def _allocate(names: list[str | None], prefix: str, extra: dict | None = None) -
                 idx += 1
                 if idx > MAX_INDEX:
                     raise TestHostError(f"no free test host slot (max {MAX_INDEX}); "
-                                        "run: python -m provision.testhost down --all")
+                                        "run: python -m testing.testhost down --all")
                 cand = name or f"{prefix}{idx}"
                 if idx in taken_idx or cand in taken_names:
                     continue
@@ -921,7 +921,7 @@ def ssh_base_args(host: TestHost, known_hosts: str | os.PathLike | None = None) 
 
 #: Name ``up`` gives a new host when none is asked for (then pypi-test2, pypi-test3...).
 DEFAULT_NAME = "pypi-test"
-_ALL_HINT = "`python -m provision.testhost down --all` removes every test host on this machine"
+_ALL_HINT = "`python -m testing.testhost down --all` removes every test host on this machine"
 
 
 def _inventory_default() -> str:
@@ -1069,7 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
     up and down act on this checkout's hosts only (the owner is the directory of
     ``--inventory``); ``down --all`` removes every test host on the machine.
     """
-    ap = argparse.ArgumentParser(prog="python -m provision.testhost",
+    ap = argparse.ArgumentParser(prog="python -m testing.testhost",
                                  description="Throwaway Debian 12 test hosts (systemd-nspawn). "
                                  "Hosts belong to the checkout that booted them: the directory "
                                  "of --inventory.")
