@@ -1,5 +1,6 @@
 """What the benchmark scripts share: start-up checks and tearing down what they booted."""
 
+import contextlib
 import shutil
 import signal
 import sys
@@ -50,3 +51,19 @@ def clean_up(hosts, before: set, prefix: str, work, log, t_start: float, first=N
     finally:
         signal.signal(signal.SIGINT, old)
     log(f"total {time.monotonic() - t_start:.0f}s")
+
+
+@contextlib.contextmanager
+def run_guarded(log, cleanup, errors=(testhost.TestHostError,)):
+    """The body of a benchmark's main(): Ctrl-C (or SIGTERM) exits 130, one of ``errors``
+    exits 2 with its message, and ``cleanup()`` runs in every case."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        raise SystemExit(130) from None
+    except errors as exc:
+        log(f"error: {exc}")
+        raise SystemExit(2) from None
+    finally:
+        cleanup()

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from testing import testhost  # noqa: E402
-from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
+from common import clean_up, preflight, run_guarded, sigterm_interrupts  # noqa: E402
 
 ANCHORS_SRC = Path(os.environ.get("PROVISION_BENCH_ANCHORS", REPO / "benchmarks" / "anchors"))
 CACHE = Path(os.environ.get("PROVISION_BENCH_CACHE", "/var/cache/provision-bench"))
@@ -551,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     tools: dict[str, Tool] = {}
     res: dict[str, dict] = {}
     all_pass = False
-    try:
+    with run_guarded(log, lambda: clean_up(hosts, before, HOST_PREFIX, work, log, t_start,
+                     first=tools["ansible"].close if "ansible" in tools else None)):
         log(f"booting {len(host_tools)} fresh host(s) for {', '.join(host_tools)} ...")
         t0 = time.monotonic()
         hosts = testhost.boot_hosts(len(host_tools), prefix=HOST_PREFIX)
@@ -619,15 +620,6 @@ def main(argv: list[str] | None = None) -> int:
                     "http": r.get("http"),
                     "noop": [vars(x) | {"output": None} for x in r["noop"]]}
                 for t, r in res.items()} | {"skipped": skipped}, indent=1, default=str))
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        return 130
-    except testhost.TestHostError as exc:
-        log(f"test host error: {exc}")
-        return 2
-    finally:
-        clean_up(hosts, before, HOST_PREFIX, work, log, t_start,
-                 first=tools["ansible"].close if "ansible" in tools else None)
     return 0 if all_pass else 1
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from testing import testhost  # noqa: E402
-from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
+from common import clean_up, preflight, run_guarded, sigterm_interrupts  # noqa: E402
 from deploy_bench import count_channels, host_prepare, journal_cursor, last_line  # noqa: E402
 
 HOST_PREFIX = "mrb"
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"ours": {}, "twine": {}, "copy": {}}
     notes: list[str] = []
     ok = False
-    try:
+    with run_guarded(log, lambda: clean_up(hosts, before, HOST_PREFIX, work, log, t_start)):
         # ------------------------------------------------------------ hosts
         log("booting 2 fresh hosts (A: ours, B: baselines) ...")
         t0 = time.monotonic()
@@ -406,14 +406,6 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  {tool} again (nothing new): {dt:.2f}s exec={ch['exec']} sftp={ch['sftp']}")
 
         ok = report(res, notes, args.runs, n_req)
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        return 130
-    except testhost.TestHostError as exc:
-        log(f"test host error: {exc}")
-        return 2
-    finally:
-        clean_up(hosts, before, HOST_PREFIX, work, log, t_start)
     return 0 if ok else 1
 
 

@@ -61,7 +61,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import clean_up, preflight, sigterm_interrupts  # noqa: E402
+from common import clean_up, preflight, run_guarded, sigterm_interrupts  # noqa: E402
 
 HOST_PREFIX = "srv"
 OUR_PORT = 8000
@@ -831,7 +831,16 @@ def main(argv: list[str] | None = None) -> int:
     hosts: list = []
     bench = None
     all_pass = False
-    try:
+
+    def host_side():
+        if bench is not None:
+            try:
+                bench.cleanup()
+            except Exception as exc:  # noqa: BLE001
+                log(f"clean-up on the host failed: {exc}")
+
+    with run_guarded(log, lambda: clean_up(hosts, before, HOST_PREFIX, work, log, t_start, first=host_side),
+                     errors=(testhost.TestHostError, RuntimeError, subprocess.TimeoutExpired)):
         log("booting one fresh test host ...")
         t0 = time.monotonic()
         hosts = testhost.boot_hosts(1, prefix=HOST_PREFIX)
@@ -849,20 +858,6 @@ def main(argv: list[str] | None = None) -> int:
         bench.pip_download()
         bench.freshness()
         all_pass = bench.report()
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        return 130
-    except (testhost.TestHostError, RuntimeError, subprocess.TimeoutExpired) as exc:
-        log(f"error: {exc}")
-        return 2
-    finally:
-        def host_side():
-            if bench is not None:
-                try:
-                    bench.cleanup()
-                except Exception as exc:  # noqa: BLE001
-                    log(f"clean-up on the host failed: {exc}")
-        clean_up(hosts, before, HOST_PREFIX, work, log, t_start, first=host_side)
     return 0 if all_pass else 1
 
 

@@ -147,9 +147,11 @@ class Program(invoke.Program):
 
     def parse_cleanup(self):
         try:
-            super().parse_cleanup()
+            super().parse_cleanup()   # --help, --list, completion: printing only
         except ParseError as exc:
             raise Exit(self._usage_error(exc), code=2) from None
+        except BrokenPipeError:
+            _closed_pipe()
 
     def _task_names(self) -> list[str]:
         names = list(self.collection.task_names)

@@ -1,6 +1,6 @@
 """A developer machine's pip and twine configuration for the private index.
 
-Rendered from templates/ (pip.conf.j2, pypirc.j2), then either printed or merged into the
+Rendered from templates/client/ (pip.conf.j2, pypirc.j2), then either printed or merged into the
 user's files: only the keys we own are set, every other section, setting and comment is
 kept, multi-valued keys (trusted-host, extra-index-url, index-servers) gain our value
 without losing theirs, a timestamped backup keeps what was replaced, and the new file is
@@ -96,7 +96,7 @@ def check_password(password: str) -> str:
 
 def render(base_url: str, name: str, username: str | None, password: str | None,
            extra: bool) -> tuple[str, str]:
-    from .roles.pypiserver import render as render_template
+    from .render import render as render_template
 
     if not _NAME.fullmatch(name):
         raise ClientConfigError(f"bad repository name {name!r}: letters, digits and ._- only")
@@ -109,8 +109,8 @@ def render(base_url: str, name: str, username: str | None, password: str | None,
     # pip refuses plain http otherwise. An IPv6 host goes bare (fd00::1), as pip's own
     # warning suggests: every pip matches that form, pip < 19.3 not the bracketed one.
     trusted = parts.hostname if parts.scheme == "http" else ""
-    pip_conf = render_template("pip.conf.j2", url=simple, extra=extra, trusted_host=trusted)
-    pypirc = render_template("pypirc.j2", name=name, repository=repository,
+    pip_conf = render_template("client/pip.conf.j2", url=simple, extra=extra, trusted_host=trusted)
+    pypirc = render_template("client/pypirc.j2", name=name, repository=repository,
                              username=username or "", password=password or "")
     return pip_conf, pypirc
 

@@ -65,7 +65,7 @@ DIR_VARS = ("pypiserver_venv", "pypiserver_wheels_dir", "pypiserver_packages_dir
 def defaults() -> dict:
     import yaml
 
-    return yaml.safe_load((HERE / "defaults.yml").read_text())
+    return yaml.safe_load((HERE / "roles" / "pypiserver" / "defaults.yml").read_text())
 
 
 def role_vars(target, overrides: dict | None = None) -> dict:

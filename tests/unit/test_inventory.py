@@ -105,7 +105,7 @@ def test_example_inventory_parses_and_documents_every_variable():
     repo = Path(__file__).resolve().parents[2]
     text = (repo / "inventory.example.yml").read_text()
     assert [t.name for t in select(None, str(repo / "inventory.example.yml"), {})] == ["pypi1", "pypi2"]
-    defaults = yaml.safe_load((repo / "provision" / "defaults.yml").read_text())
+    defaults = yaml.safe_load((repo / "provision" / "roles" / "pypiserver" / "defaults.yml").read_text())
     for key in list(defaults) + ["ssh_user", "ssh_port", "ssh_key", "known_hosts"]:
         assert f"# {key}:" in text, f"{key} is not documented in inventory.example.yml"
 

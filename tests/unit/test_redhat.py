@@ -11,6 +11,7 @@ from provision import steps, wheels
 from provision.errors import StepError
 from provision.runner import apply_script
 from provision.roles.pypiserver import family_vars
+from provision.roles.pypiserver import steps as rh_steps
 
 from .conftest import DATA, distro_facts
 
@@ -20,7 +21,7 @@ ALTARCH = "http://vault.centos.org/altarch/7.9.2009"
 
 
 def vault_step(enabled=True):
-    return steps.VaultRepos(VAULT, ALTARCH, enabled=enabled)
+    return rh_steps.VaultRepos(VAULT, ALTARCH, enabled=enabled)
 
 
 def test_vault_urls_are_the_role_vars():
@@ -104,7 +105,7 @@ def test_centos7_altarch_repos_point_at_the_vault_altarch_tree(tmp_path):
     assert "mirror.centos.org" not in base and "\nmirrorlist=" not in base
     # every repo, enabled or not, has an active URL line again
     assert base.count("\nbaseurl=") == base.count("\n[") == 4
-    assert run_sh(f"awk {steps.q(step.NO_URL)} {repos}/CentOS-Base.repo").stdout == ""
+    assert run_sh(f"awk {rh_steps.q(step.NO_URL)} {repos}/CentOS-Base.repo").stdout == ""
     again = probe_and_plan(step, aarch64_facts(), repos)
     assert not again.changed and again.note == "no repo file uses the dead mirrors"
 
@@ -192,7 +193,7 @@ def test_a_failed_tar_install_is_not_blamed_on_python():
 
 def python_step():
     rh = family_vars("RedHat")
-    return steps.PythonFromRepos(rh["python_candidates"], rh["current_python"],
+    return rh_steps.PythonFromRepos(rh["python_candidates"], rh["current_python"],
                                  wheels.supported_pythons(), rh["install"])
 
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from provision.inventory import Target
-from provision.roles.pypiserver import PypiserverRole, render
+from provision.render import render
+from provision.roles.pypiserver import PypiserverRole
 from provision.steps import Command, WriteFile
 
 from .conftest import distro_facts
@@ -73,7 +74,7 @@ def test_fresh_host_plan_per_distro(distro, python, pip_pin, installers):
 
 def test_unit_hardening_follows_systemd_version():
     def unit(systemd):
-        return render("pypiserver.service.j2", user="pypi", packages_dir="/p",
+        return render("pypiserver/pypiserver.service.j2", user="pypi", packages_dir="/p",
                       exec_start='"/v/bin/pypi-server" "run"', systemd=systemd)
     old, new = unit(219), unit(252)
     assert old.startswith("# Managed by provision")

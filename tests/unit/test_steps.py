@@ -6,7 +6,9 @@ import yaml
 
 from provision import steps, wheels
 from provision.errors import StepError
+from provision.roles.accounts import steps as account_steps
 from provision.roles.pypiserver import FAMILIES, family_vars
+from provision.roles.pypiserver import steps as rh_steps
 
 from .conftest import DATA, distro_facts
 
@@ -20,7 +22,7 @@ FACTORIES = {
     "firewall_port": lambda args: steps.FirewallPort(**args),
     "service": lambda args: steps.Service(**args),
     "port_free": lambda args: steps.PortFree(**args),
-    "python_from_repos": lambda args: steps.PythonFromRepos(
+    "python_from_repos": lambda args: rh_steps.PythonFromRepos(
         family_vars("RedHat")["python_candidates"], family_vars("RedHat")["current_python"],
         wheels.supported_pythons(), family_vars("RedHat")["install"]),
 }
@@ -157,14 +159,14 @@ def test_htpasswd_entry_add_update_remove_keep_owner_and_mode():
 
     facts = distro_facts("debian-12")
     existing = "other:" + htpasswd.hash_password("x", rounds=4) + "\n"
-    add = steps.HtpasswdEntry("/etc/pypiserver/htpasswd", "demo", "pw", lambda: "$2b$12$NEWHASH")
+    add = account_steps.HtpasswdEntry("/etc/pypiserver/htpasswd", "demo", "pw", lambda: "$2b$12$NEWHASH")
     (write,) = add.plan(facts, _htpasswd_probe(existing)).actions
     assert (write.owner, write.group, write.mode, write.secret) == ("root", "pypi", 0o640, True)
     assert write.content.decode() == existing + "demo:$2b$12$NEWHASH\n"
     same = "demo:" + htpasswd.hash_password("pw", rounds=4) + "\n"
     assert not add.plan(facts, _htpasswd_probe(same)).changed  # same password: nothing to do
     assert add.plan(facts, _htpasswd_probe("demo:{SHA}old=\n")).note == "change the password of demo"
-    rm = steps.HtpasswdEntry("/etc/pypiserver/htpasswd", "other")
+    rm = account_steps.HtpasswdEntry("/etc/pypiserver/htpasswd", "other")
     (write,) = rm.plan(facts, _htpasswd_probe(existing + same)).actions
     assert write.content.decode() == same
     assert rm.plan(facts, _htpasswd_probe(same)).note == "no account other"
@@ -174,7 +176,7 @@ def test_htpasswd_entry_add_update_remove_keep_owner_and_mode():
 
 def test_htpasswd_names_lists_names_only():
     found = []
-    names = steps.HtpasswdNames("/etc/pypiserver/htpasswd", found.append)
+    names = account_steps.HtpasswdNames("/etc/pypiserver/htpasswd", found.append)
     assert "cut -d: -f1" in names.probes()["names"]
     assert names.plan(distro_facts("debian-12"), {"names": "__file__\nalice\nbob"}).note == "2 accounts"
     assert found == [["alice", "bob"]]  # printed by the task, one per line

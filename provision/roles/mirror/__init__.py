@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import mirror, wheels
-from ..errors import StepError
-from ..report import plural
-from ..steps import MirroredFiles
-from . import Role
-from .pypiserver import choose_python
+from ... import mirror, wheels
+from ...errors import StepError
+from ...report import plural
+from .. import Role
+from ..pypiserver import choose_python
+from .steps import MirroredFiles
 
 
 class MirrorRole(Role):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 
-from .. import htpasswd
-from ..steps import HtpasswdEntry, HtpasswdNames
-from . import Role
+from ... import htpasswd
+from .. import Role
+from .steps import HtpasswdEntry, HtpasswdNames
 
 
 class AccountsRole(Role):

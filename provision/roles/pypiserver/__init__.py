@@ -3,7 +3,7 @@
 Phase 1 installs OS packages (then facts are re-gathered if it changed anything,
 because the Python it installed decides the pins); phase 2 is everything else, in
 the order an operator would do it by hand. Per-family values live in
-``provision/vars/<Family>.yml``; defaults in ``provision/defaults.yml``.
+``vars/<Family>.yml`` beside this file; defaults in ``defaults.yml`` beside it.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from pathlib import Path
 
 import yaml
 
-from .. import wheels
-from . import RECORD_DIR, Role, record_content, record_path
-from ..errors import StepError, UnsupportedHost
-from ..facts import HostFacts, version_key
-from ..validate import role_vars, systemd_quote
-from ..steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree,
-                     PythonFromRepos, Restart, Service, SystemUser, UnitFileOwned, VaultRepos, Venv,
-                     Wheelhouse)
+from ... import wheels
+from .. import RECORD_DIR, Role, record_content, record_path
+from ...errors import StepError, UnsupportedHost
+from ...facts import HostFacts, version_key
+from ...render import render
+from ...validate import role_vars, systemd_quote
+from ...steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, Restart,
+                      Service, SystemUser, UnitFileOwned, Venv, Wheelhouse)
+from .steps import PythonFromRepos, VaultRepos
 
-HERE = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent        # this role's folder: defaults.yml, vars/
 FAMILIES = ("Debian", "RedHat")
 SUPPORTED = "Debian 11+, Ubuntu 20.04+, CentOS 7, RHEL/Rocky/Alma 8 and 9"
 RESTART = "restart pypiserver"
@@ -36,20 +37,6 @@ HEALTH_TIMEOUT = 30
 @lru_cache(maxsize=None)
 def family_vars(family: str) -> dict:
     return yaml.safe_load((HERE / "vars" / f"{family}.yml").read_text())
-
-
-def templates_dir() -> Path:
-    packaged = HERE / "templates"
-    return packaged if packaged.is_dir() else HERE.parent / "templates"
-
-
-def render(template: str, **context) -> str:
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True)
-    return env.get_template(template).render(**context)
 
 
 def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | None:
@@ -115,7 +102,7 @@ class PypiserverRole(Role):
                     "--authenticate", v["pypiserver_authenticate"], "--server", "auto",
                     "--backend", "cached-dir", *v["pypiserver_extra_args"],
                     v["pypiserver_packages_dir"]]
-            return render("pypiserver.service.j2", user=user, packages_dir=v["pypiserver_packages_dir"],
+            return render("pypiserver/pypiserver.service.j2", user=user, packages_dir=v["pypiserver_packages_dir"],
                           exec_start=" ".join(systemd_quote(a) for a in argv), systemd=facts.systemd)
 
         unit_path = f"/etc/systemd/system/{v['pypiserver_service']}.service"

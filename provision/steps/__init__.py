@@ -1,0 +1,26 @@
+"""Idempotent steps: each probes the host's state and plans the commands that change it.
+
+A step never touches the host itself and never decides check mode: it declares shell
+probes (gathered with the facts, in the same round trip), then `plan(facts, probed)`
+returns the actions that bring the host to the desired state. No actions means `ok`;
+some means `changed`. The runner decides whether to run them.
+
+Actions are data: `Command` (shell run as root), `WriteFile` (atomic: temp file in the
+same directory, owner and mode set, then rename) and `Upload` (files streamed as one
+tar into a directory, each appearing by rename). Tests assert on them directly.
+
+Generic steps, by resource (files, packages, users, python, service, firewall); a step only
+one role uses lives with that role (``roles/_<role>_steps.py``).
+"""
+
+from .base import Command, Plan, Step, Upload, WriteFile
+from .files import Directory, File
+from .firewall import FirewallPort, PortFree
+from .packages import Packages
+from .python import PipRequirements, Venv, Wheelhouse, venv_version
+from .service import Restart, Service, UnitFileOwned
+from .users import SystemUser
+
+__all__ = ["Command", "Directory", "File", "FirewallPort", "Packages", "PipRequirements", "Plan",
+           "PortFree", "Restart", "Service", "Step", "SystemUser", "UnitFileOwned", "Upload", "Venv",
+           "Wheelhouse", "WriteFile", "venv_version"]

@@ -1,0 +1,126 @@
+"""A venv with exact pins, and the wheels shipped for an offline install."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+from ..facts import HostFacts
+from ..wheels import canonical_name
+from .base import Command, Plan, Step, Upload, WriteFile, q
+
+
+class Venv(Step):
+    """A virtualenv made by the chosen interpreter; rebuilt if its Python changed."""
+
+    def __init__(self, path: str, python: Callable[[HostFacts], tuple[str, str]], notify=(),
+                 without_pip: bool = False):
+        self.path, self.python, self.notify = path, python, notify
+        # offline, the pinned pip wheel installs pip and everything else in one go: saves
+        # ensurepip's install and the upgrade after it (~2.5 s of a fresh deploy)
+        self.without_pip = without_pip
+        self.name = f"Ensure the virtualenv {path} exists."
+
+    def probes(self):
+        # bin/pip is the last thing `python -m venv` makes: without it (ensurepip died
+        # half-way) the venv is rebuilt rather than trusted
+        p = q(self.path)
+        return {"cfg": f"cat {p}/pyvenv.cfg && test -x {p}/bin/python && test -x {p}/bin/pip && echo __exe__"}
+
+    def plan(self, facts, probed):
+        version, interpreter = self.python(facts)
+        m = venv_version(probed["cfg"])
+        if m and m[1] == version and "__exe__" in probed["cfg"]:
+            return Plan(note=f"python {version}")
+        cmd = f"{q(interpreter)} -m venv{' --without-pip' if self.without_pip else ''} {q(self.path)}"
+        if m or probed["cfg"].strip():
+            cmd = f"rm -rf {q(self.path)} && {cmd}"
+        if facts.selinux_enabled:
+            cmd += f" && restorecon -R {q(self.path)}"
+        why = f"python {m[1]} -> {version}" if m else f"create with python {version}"
+        return Plan([Command(cmd)], why)
+
+def venv_version(pyvenv_cfg: str):
+    return re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", pyvenv_cfg, re.M)
+
+class PipRequirements(Step):
+    """Exact pins installed in a venv (pip itself first: old pips cannot read new wheels)."""
+
+    def __init__(self, venv: str, pins: Callable[[HostFacts], list[str]], requirements: str,
+                 find_links: Callable[[HostFacts], str | None], notify=(),
+                 python_version: Callable[[HostFacts], str] | None = None):
+        self.venv, self.pins, self.requirements = venv, pins, requirements
+        self.find_links, self.notify = find_links, notify
+        self.python_version = python_version
+        self.name = f"Ensure the pinned packages are installed in {venv}."
+
+    def probes(self):
+        v = q(self.venv)
+        return {"dists": f"cat {v}/pyvenv.cfg; ls -1 {v}/lib/python3*/site-packages | grep -i 'dist-info$'",
+                "requirements": f"cat {q(self.requirements)}"}
+
+    def plan(self, facts, probed):
+        pins = self.pins(facts)
+        have = {}
+        venv = venv_version(probed["dists"])
+        # a venv about to be rebuilt for another Python has none of its packages
+        rebuilt = self.python_version and (not venv or venv[1] != self.python_version(facts))
+        for line in ([] if rebuilt else probed["dists"].split()):
+            m = re.match(r"(.+)-([^-]+)\.dist-info$", line)
+            if m:
+                have[canonical_name(m[1])] = m[2]
+        wanted = {canonical_name(p.split("==")[0]): p.split("==")[1] for p in pins}
+        wrong = sorted(n for n, v in wanted.items() if have.get(n) != v)
+        if not wrong:
+            return Plan(note=f"{len(wanted)} pins match")
+        py = f"{q(self.venv)}/bin/python -m pip"
+        # wheels only: every pin has one (checked per Python); a source build would need a
+        # compiler on the server and fail late and obscurely
+        opts = "--disable-pip-version-check --no-input -q --only-binary=:all:"
+        links = self.find_links(facts)
+        if links:
+            opts += f" --no-index --find-links {q(links)}"
+        pip_pin = next((p for p in pins if canonical_name(p.split("==")[0]) == "pip"), None)
+        text = "".join(p + "\n" for p in pins).encode()
+        old = probed.get("requirements", "")
+        actions = [WriteFile(self.requirements, text, mode=0o644,
+                             old=(old + "\n").encode() if old else b"")]
+        if links and pip_pin and "pip" not in have:
+            # a venv made --without-pip: pip runs from its own wheel and installs all pins
+            wheel = f"{links}/pip-{wanted['pip']}-py3-none-any.whl/pip"
+            actions.append(Command(f"{q(self.venv)}/bin/python {q(wheel)} install {opts} "
+                                   f"-r {q(self.requirements)}"))
+            note = f"install {len(wanted)} pins"
+        else:
+            if pip_pin and have.get("pip") != wanted["pip"]:
+                actions.append(Command(f"{py} install {opts} {q(pip_pin)}"))
+            actions.append(Command(f"{py} install {opts} -r {q(self.requirements)}"))
+            note = ""
+        if facts.selinux_enabled:  # new files under the venv get their default labels
+            actions.append(Command(f"restorecon -R {q(self.venv)}"))
+        if note:
+            return Plan(actions, note)
+        shown = ", ".join(f"{n}=={wanted[n]}" for n in wrong[:4]) + (" ..." if len(wrong) > 4 else "")
+        return Plan(actions, f"install {shown}")
+
+class Wheelhouse(Step):
+    """Wheels shipped from the control machine, so an offline host can install."""
+
+    def __init__(self, dest: str, files: Callable[[HostFacts], list[Path] | None]):
+        self.dest, self.files = dest, files
+        self.name = f"Ensure the wheelhouse {dest} holds the pinned wheels."
+
+    def probes(self):
+        return {"ls": f"find {q(self.dest)} -maxdepth 1 -type f -name '*.whl' -printf '%f %s\\n'"}
+
+    def plan(self, facts, probed):
+        files = self.files(facts)
+        if files is None:
+            return Plan(note="online: the host installs from its index")
+        have = dict(line.rsplit(" ", 1) for line in probed["ls"].splitlines() if " " in line)
+        missing = [f for f in files if have.get(f.name) != str(f.stat().st_size)]
+        if not missing:
+            return Plan(note=f"{len(files)} wheels present")
+        size = sum(f.stat().st_size for f in missing)
+        return Plan([Upload(missing, self.dest)], f"send {len(missing)} wheels, {size / 1e6:.1f} MB")

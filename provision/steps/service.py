@@ -1,0 +1,92 @@
+"""systemd services: enabled and running, restarted by handler, units we own."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import StepError
+from .base import Command, Plan, Step, q
+
+
+class UnitFileOwned(Step):
+    """Guard: the unit we write is ours, or does not exist yet. A pypiserver_service that
+    names another unit (sshd, say) would otherwise overwrite it and restart it."""
+
+    HEADER = "Managed by provision"
+
+    def __init__(self, service: str, path: str):
+        self.service, self.path = service, path
+        self.name = f"Ensure {service}.service is ours to manage."
+
+    def probes(self):
+        return {"unit": f"systemctl show -p FragmentPath {q(self.service + '.service')}; "
+                        f"echo __head__; head -c 200 {q(self.path)}"}
+
+    def plan(self, facts, probed):
+        text = probed["unit"]
+        fragment = re.search(r"^FragmentPath=(.*)$", text, re.M)
+        head = text.split("__head__", 1)[1] if "__head__" in text else ""
+        if head.strip() and self.HEADER not in head:
+            raise StepError(f"{self.path} exists and is not managed by provision: choose another "
+                            f"pypiserver_service, or remove that unit yourself")
+        if fragment and fragment[1].strip() not in ("", self.path):
+            raise StepError(f"a unit {self.service}.service already exists ({fragment[1].strip()}): "
+                            f"choose another pypiserver_service")
+        return Plan(note="ours" if head.strip() else "not installed yet")
+
+class Service(Step):
+    def __init__(self, service: str):
+        self.service = service
+        self.name = f"Ensure the service {service} is enabled and running."
+
+    def probes(self):
+        s = q(self.service)
+        return {"state": f"systemctl is-enabled {s}; systemctl is-active {s}"}
+
+    def plan(self, facts, probed):
+        state = probed["state"].split()
+        enabled = state[0] if state else ""
+        active = state[1] if len(state) > 1 else ""
+        actions = []
+        if enabled != "enabled":
+            actions.append(Command(f"systemctl enable {q(self.service)}"))
+        if active in ("failed", "activating"):
+            # crash-looping (auto-restart) or past its start limit: a plain start would be
+            # refused ("start request repeated too quickly") until the limit is reset
+            actions.append(Command(f"systemctl reset-failed {q(self.service)} || :"))
+        if active != "active":
+            actions.append(Command(f"systemctl start {q(self.service)}"))
+        return Plan(actions, "enable and start" if actions else "enabled, active")
+
+class Restart(Step):
+    """Handler: restart a service that was already running when its inputs changed.
+
+    A service that was not running is started by its Service step with the new
+    inputs already in place, so it needs no restart. Steps that notify a handler also
+    leave a marker on the host (`mark()`), removed only by the restart: a run that
+    dies between the change and the restart leaves the restart owed to the next run.
+    """
+
+    def __init__(self, service: str, handler: str):
+        self.service, self.handler = service, handler
+        self.marker = f"/var/lib/provision/restart-pending-{service}"
+        self.name = f"Restart {service} (handler: {handler})."
+
+    def probes(self):
+        return {"active": f"systemctl is-active {q(self.service)}; test -e {q(self.marker)} && echo __pending__"}
+
+    def pending(self, probed) -> bool:
+        return "__pending__" in probed.get("active", "")
+
+    def mark(self) -> Command:
+        return Command(f"mkdir -p {q(str(Path(self.marker).parent))} && touch {q(self.marker)}")
+
+    def plan(self, facts, probed):
+        clear = Command(f"rm -f {q(self.marker)}")
+        if probed["active"].split()[:1] != ["active"]:
+            return Plan([clear], "was not running: started with the new configuration")
+        # daemon-reload first: a run that died between writing the unit and reloading
+        # systemd left the old unit loaded, and a plain restart would bring it back
+        return Plan([Command(f"systemctl daemon-reload && systemctl restart {q(self.service)}"), clear],
+                    "inputs changed")
