@@ -226,11 +226,9 @@ class HostRun:
         self.role_probed = {k[len("role."):]: v for k, v in parsed.items() if k.startswith("role.")}
         facts = self.facts = parse_host_facts(parsed)
         self.target.resolved_host = self.remote.hostname
-        probed = [{k.split(".", 1)[1]: v for k, v in parsed.items() if k.startswith(f"{i}.")}
-                  for i in range(len(steps))]
-        for i, step in enumerate(steps):
-            for key in step.probes():
-                probed[i].setdefault(key, "")
+        # each step's probe outputs, by the step itself (its section was "<n>.<key>")
+        probed = {step: {key: parsed.get(f"{i}.{key}", "") for key in step.probes()}
+                  for i, step in enumerate(steps)}
         return facts, probed
 
     def run(self) -> Counts:
@@ -271,18 +269,18 @@ class HostRun:
         # handlers are planned from the state before anything changed
         handler_plans = {}
         notified: set[str] = set()
-        base = len(steps) - len(handlers)
-        for offset, (hname, hstep) in enumerate(handlers.items()):
-            hplan = hstep.plan(facts, probed[base + offset])
+        for hname, hstep in handlers.items():
+            hstep.prepare(facts)
+            hplan = hstep.plan(facts, probed[hstep])
             handler_plans[hname] = (hstep, hplan)
-            if hstep.pending(probed[base + offset]):  # an earlier run changed inputs, then died
+            if hstep.pending(probed[hstep]):  # an earlier run changed inputs, then died
                 notified.add(hname)
-        first = 0
         for p, phase in enumerate(phases):
             plans = []
-            for i, step in enumerate(phase):
+            for step in phase:
                 try:
-                    plan = step.plan(facts, probed[first + i])
+                    step.prepare(facts)   # this machine's work (downloads, rendering) first
+                    plan = step.plan(facts, probed[step])
                 except StepError as exc:
                     self.say("failed", step.name, str(exc))
                     return
@@ -298,7 +296,6 @@ class HostRun:
             changed = self.execute(plans)
             if changed is None:
                 return
-            first += len(phase)
             if changed and not self.opts.check and p < len(phases) - 1:
                 facts, probed = self.gather(steps)
                 self.role.check_host(facts)

@@ -9,14 +9,20 @@ from pathlib import Path
 
 from ..facts import HostFacts
 
+
 q = shlex.quote
 
 
 @dataclass
+
+
 class Command:
     sh: str
 
+
 @dataclass
+
+
 class WriteFile:
     path: str
     content: bytes
@@ -29,7 +35,10 @@ class WriteFile:
     # concurrent change in between fails the step instead of being lost
     expect_sha256: str | None = None
 
+
 @dataclass
+
+
 class Upload:
     files: list[Path]
     dest: str
@@ -37,7 +46,10 @@ class Upload:
     group: str = "root"
     mode: int = 0o644
 
+
 @dataclass
+
+
 class Plan:
     actions: list = field(default_factory=list)
     note: str = ""
@@ -45,6 +57,7 @@ class Plan:
     @property
     def changed(self) -> bool:
         return bool(self.actions)
+
 
 class Step:
     """Base: a sentence for a name, probes, and a plan."""
@@ -57,11 +70,17 @@ class Step:
     def probes(self) -> dict[str, str]:
         return {}
 
+    def prepare(self, facts: HostFacts) -> None:
+        """Work on this machine before planning (downloads, rendering), so `plan` stays pure:
+        a function of the facts, the probes and what `prepare` kept. Raises StepError."""
+
     def plan(self, facts: HostFacts, probed: dict[str, str]) -> Plan:
         raise NotImplementedError
 
+
 def _stat(path: str) -> str:
     return f"stat -c '%U %G %a' {q(path)}"
+
 
 def _owner_mode_fix(path: str, current: str, owner: str, group: str, mode: int,
                     kept: str = "") -> Plan:

@@ -23,6 +23,7 @@ class Directory(Step):
             return Plan([Command(cmd)], "create")
         return _owner_mode_fix(self.path, probed["stat"], self.owner, self.group, self.mode)
 
+
 class File(Step):
     """A file with exact content, or (content=None) one that must exist, content untouched."""
 

@@ -86,6 +86,7 @@ class FirewallPort(Step):
                                            if probed.get("record", "").strip() else b"")]
         return Plan(actions, note)
 
+
 class PortFree(Step):
     """Guard: fail before changing anything if another program holds the port."""
 

@@ -41,8 +41,10 @@ class Venv(Step):
         why = f"python {m[1]} -> {version}" if m else f"create with python {version}"
         return Plan([Command(cmd)], why)
 
+
 def venv_version(pyvenv_cfg: str):
     return re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", pyvenv_cfg, re.M)
+
 
 class PipRequirements(Step):
     """Exact pins installed in a venv (pip itself first: old pips cannot read new wheels)."""
@@ -104,18 +106,23 @@ class PipRequirements(Step):
         shown = ", ".join(f"{n}=={wanted[n]}" for n in wrong[:4]) + (" ..." if len(wrong) > 4 else "")
         return Plan(actions, f"install {shown}")
 
+
 class Wheelhouse(Step):
     """Wheels shipped from the control machine, so an offline host can install."""
 
     def __init__(self, dest: str, files: Callable[[HostFacts], list[Path] | None]):
         self.dest, self.files = dest, files
+        self.prepared: list[Path] | None = None
         self.name = f"Ensure the wheelhouse {dest} holds the pinned wheels."
+
+    def prepare(self, facts):
+        self.prepared = self.files(facts)   # downloads the pinned wheels here (cached)
 
     def probes(self):
         return {"ls": f"find {q(self.dest)} -maxdepth 1 -type f -name '*.whl' -printf '%f %s\\n'"}
 
     def plan(self, facts, probed):
-        files = self.files(facts)
+        files = self.prepared
         if files is None:
             return Plan(note="online: the host installs from its index")
         have = dict(line.rsplit(" ", 1) for line in probed["ls"].splitlines() if " " in line)

@@ -35,6 +35,7 @@ class UnitFileOwned(Step):
                             f"choose another pypiserver_service")
         return Plan(note="ours" if head.strip() else "not installed yet")
 
+
 class Service(Step):
     def __init__(self, service: str):
         self.service = service
@@ -58,6 +59,7 @@ class Service(Step):
         if active != "active":
             actions.append(Command(f"systemctl start {q(self.service)}"))
         return Plan(actions, "enable and start" if actions else "enabled, active")
+
 
 class Restart(Step):
     """Handler: restart a service that was already running when its inputs changed.

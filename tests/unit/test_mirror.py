@@ -42,6 +42,13 @@ def _ls(*entries):
     return "\0".join(out) + "\0"
 
 
+def mirrored(*args, **kwargs):
+    """A MirroredFiles step with its files prepared (what the runner does before planning)."""
+    step = mirror_steps.MirroredFiles(*args, **kwargs)
+    step.prepare(distro_facts("debian-12"))
+    return step
+
+
 def _files(tmp_path, *specs):
     out = []
     for name, size in specs:
@@ -53,7 +60,7 @@ def _files(tmp_path, *specs):
 
 def test_mirrored_files_send_missing_keep_differing_prune_own(tmp_path):
     a, b, c = _files(tmp_path, ("a-1-py3-none-any.whl", 10), ("b-1-py3-none-any.whl", 20), ("c-1.tar.gz", 30))
-    step = mirror_steps.MirroredFiles("/srv/pypi/packages", lambda facts: [a, b, c], "pypi")
+    step = mirrored("/srv/pypi/packages", lambda facts: [a, b, c], "pypi")
     facts = distro_facts("debian-12")
     placed = f"{a.name}\n{b.name}\n"
     plan = step.plan(facts, {"ls": _ls(a, (b.name, 99)), "manifest": placed})
@@ -62,11 +69,11 @@ def test_mirrored_files_send_missing_keep_differing_prune_own(tmp_path):
     assert manifest.path == mirror_steps.MirroredFiles.MANIFEST and manifest.content == (placed + c.name + "\n").encode()
     assert "kept 1 that differ (use --overwrite)" in plan.note
     assert plan.note.startswith("3 files, 1 present, send 1 file, 0.0 MB: c-1.tar.gz")  # names what it sends
-    over = mirror_steps.MirroredFiles("/srv/pypi/packages", lambda f: [a, b, c], "pypi", overwrite=True)
+    over = mirrored("/srv/pypi/packages", lambda f: [a, b, c], "pypi", overwrite=True)
     assert over.plan(facts, {"ls": _ls(a, (b.name, 99)), "manifest": placed}).actions[0].files == [c, b]
     done = step.plan(facts, {"ls": _ls(a, b, c), "manifest": placed + c.name + "\n"})
     assert not done.changed and done.note == "3 files, 3 present"
-    prune = mirror_steps.MirroredFiles("/srv/pypi/packages", lambda f: [a], "pypi", prune=True)
+    prune = mirrored("/srv/pypi/packages", lambda f: [a], "pypi", prune=True)
     plan = prune.plan(facts, {"ls": _ls(a, b, ("uploaded-1.whl", 5)),
                               "manifest": f"{a.name}\n{b.name}\ngone-1.whl\n"})
     cmds = [x.sh for x in plan.actions if isinstance(x, steps.Command)]
@@ -83,7 +90,7 @@ def test_a_project_with_uploads_is_private(tmp_path):
     uploaded = ("secpkg-1.0.tar.gz", 35)
     facts = distro_facts("debian-12")
     for kwargs in ({}, {"overwrite": True}, {"overwrite": True, "prune": True}):
-        step = mirror_steps.MirroredFiles("/srv/pypi/packages", lambda f: [public, dep], "pypi", **kwargs)
+        step = mirrored("/srv/pypi/packages", lambda f: [public, dep], "pypi", **kwargs)
         plan = step.plan(facts, {"ls": _ls(uploaded), "manifest": ""})
         sent = [f.name for a in plan.actions if isinstance(a, steps.Upload) for f in a.files]
         assert sent == [dep.name], kwargs
@@ -93,7 +100,7 @@ def test_a_project_with_uploads_is_private(tmp_path):
         assert "skipped private project secpkg (uploads here: mirror adds nothing to it)" in plan.note
     # an uploaded file with a name mirror also wants: kept as it is, even with --overwrite
     same = _files(tmp_path, ("secpkg-1.0.tar.gz", 99))[0]
-    step = mirror_steps.MirroredFiles("/srv/pypi/packages", lambda f: [same], "pypi", overwrite=True, prune=True)
+    step = mirrored("/srv/pypi/packages", lambda f: [same], "pypi", overwrite=True, prune=True)
     assert not step.plan(facts, {"ls": _ls(uploaded), "manifest": ""}).changed
 
 
@@ -102,7 +109,7 @@ def test_manifest_and_listing_are_name_safe(tmp_path):
     odd = ("-rf-1.0.tar.gz", 3)
     spaced = ("my pkg-1.0.tar.gz", 4)
     keep = _files(tmp_path, ("keep-1.0.tar.gz", 5))[0]
-    step = mirror_steps.MirroredFiles("/srv/pypi/packages", lambda f: [keep], "pypi", prune=True)
+    step = mirrored("/srv/pypi/packages", lambda f: [keep], "pypi", prune=True)
     plan = step.plan(distro_facts("debian-12"),
                      {"ls": _ls(keep, odd, spaced), "manifest": f"{keep.name}\n{odd[0]}\n{spaced[0]}\n"})
     rm = [a.sh for a in plan.actions if isinstance(a, steps.Command) and "rm -f" in a.sh]

@@ -19,6 +19,7 @@ def fresh_plan(distro, **vars_):
     out = []
     for phase in role.phases(target):
         for step in phase:
+            step.prepare(facts)
             plan = step.plan(facts, {k: "" for k in step.probes()} | {"ss": "MainPID=0"})
             out.append((step, plan))
     return out

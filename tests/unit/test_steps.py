@@ -120,6 +120,7 @@ def test_wheelhouse_sends_only_missing_or_different(tmp_path):
     a.write_bytes(b"x" * 10)
     b.write_bytes(b"y" * 20)
     w = steps.Wheelhouse("/opt/pypiserver/wheels", lambda f: [a, b])
+    w.prepare(distro_facts("debian-12"))   # the runner's step before planning
     plan = w.plan(distro_facts("debian-12"), {"ls": f"{a.name} 10\n{b.name} 19"})
     (up,) = plan.actions
     assert up.files == [b] and up.dest == "/opt/pypiserver/wheels"

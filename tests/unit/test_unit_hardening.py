@@ -129,6 +129,7 @@ def unit_text(systemd: int, **vars_) -> str:
         for step in phase:
             if getattr(step, "path", None) != UNIT:
                 continue
+            step.prepare(facts)   # renders the unit for this systemd
             plan = step.plan(facts, {k: "" for k in step.probes()})
             for action in plan.actions:
                 if isinstance(action, WriteFile) and action.path == UNIT:

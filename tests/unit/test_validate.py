@@ -84,6 +84,7 @@ def fresh_plan(vars_: dict) -> dict:
     written = {}
     for phase in role.phases(target(**vars_)):
         for step in phase:
+            step.prepare(facts)
             plan = step.plan(facts, {k: "" for k in step.probes()} | {"ss": "MainPID=0"})
             for a in plan.actions:
                 if isinstance(a, WriteFile):

@@ -56,6 +56,7 @@ class HtpasswdEntry(Step):
         return Plan([WriteFile(self.path, new, owner, group, int(mode, 8), secret=True,
                                expect_sha256=read)], note)
 
+
 class HtpasswdNames(Step):
     """Read-only: the account names in an htpasswd file (only names leave the host)."""
 

@@ -14,12 +14,14 @@ from ...wheels import canonical_name
 
 _DIST = re.compile(r"^(?P<name>.+?)-(?P<version>\d[^-]*?)(?:-[^-]+)*\.(?:whl|tar\.gz|tar\.bz2|tgz|zip|egg)$")
 
+
 def project_of(filename: str) -> str | None:
     """The normalised project a distribution file belongs to, or None if it is not one."""
     if filename.endswith(".whl"):
         return canonical_name(filename.split("-", 1)[0])
     m = _DIST.match(filename)
     return canonical_name(m["name"]) if m else None
+
 
 class MirroredFiles(Step):
     """Distribution files placed in the packages directory by `invoke mirror`.
@@ -38,7 +40,11 @@ class MirroredFiles(Step):
                  overwrite: bool = False, prune: bool = False):
         self.dest, self.files, self.owner = dest, files, owner
         self.overwrite, self.prune = overwrite, prune
+        self.prepared: list[Path] = []
         self.name = f"Ensure the mirrored distributions are in {dest}."
+
+    def prepare(self, facts):
+        self.prepared = self.files(facts)   # resolves and downloads here (cached)
 
     def probes(self):
         # NUL-separated; a name holding a newline could forge a section line: left out
@@ -51,7 +57,7 @@ class MirroredFiles(Step):
                     if " " in e)
         placed = {n for n in probed["manifest"].split("\n") if n} & set(have)
         private = {p for n in have if n not in placed and (p := project_of(n))}
-        files = self.files(facts)
+        files = self.prepared
         skipped = sorted({project_of(f.name) for f in files if project_of(f.name) in private})
         files = [f for f in files if project_of(f.name) not in private]
         # every file of a public project that exists here was placed by mirror

@@ -265,6 +265,5 @@ class _Rendered(File):
         super().__init__(path, b"", **kwargs)
         self.render_fn = render_fn
 
-    def plan(self, facts, probed):
+    def prepare(self, facts):
         self.content = self.render_fn(facts).encode()
-        return super().plan(facts, probed)

@@ -46,6 +46,7 @@ class PythonFromRepos(Step):
         offer = ", ".join(cands + ["python3"])
         return Plan([Command(cmd)], f"install the first the repos offer of {offer}")
 
+
 class VaultRepos(Step):
     """CentOS 7 after end of life: repo files using the dead mirrors point at the vault.
 
