@@ -14,19 +14,17 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import pipdownload
 from .errors import MirrorError  # noqa: F401 - raised here
 
 MIRROR_CACHE = Path(os.environ.get("PROVISION_MIRROR_CACHE",
                                    Path.home() / ".cache" / "provision" / "mirror"))
-PIP_TIMEOUT = 900
 _lock = threading.Lock()
 
 
@@ -126,38 +124,22 @@ def resolve(requirements_file: Path, target: DownloadTarget, cache: Path | None 
             names = json.loads(manifest.read_text())
             if all((files_dir / n).exists() for n in names):
                 return Resolved([files_dir / n for n in names])
-        files_dir.mkdir(parents=True, exist_ok=True)
         manifests.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
-                   "--no-input", "-q", "-d", tmp, "--find-links", str(files_dir),
-                   "-r", str(requirements_file.resolve()), *_pip_args(target)]
-            # our cache is the only find-links; the user's index settings still apply
-            env = {k: v for k, v in os.environ.items() if k not in ("PIP_FIND_LINKS", "PIP_NO_INDEX")}
-            proc = None
-            for _attempt in range(2):  # one retry: a broken download or a network hiccup
-                try:
-                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT,
-                                          cwd=requirements_file.resolve().parent, env=env)
-                except subprocess.TimeoutExpired:
-                    raise MirrorError(f"pip download timed out after {PIP_TIMEOUT} s "
-                                      f"({target.label()})") from None
-                if proc.returncode == 0 or _culprit(proc.stdout + proc.stderr):
-                    break
-            out = proc.stdout + proc.stderr
-            if proc.returncode != 0:
-                culprit = _culprit(out)
-                last = [ln for ln in out.splitlines() if ln.strip()][-1:] or ["no output"]
-                if culprit:
-                    raise MirrorError(f"cannot resolve {culprit} for {target.label()}: nothing was sent")
-                raise MirrorError(f"pip download failed for {target.label()}: {last[0].strip()}")
-            got = Resolved()
-            for f in sorted(Path(tmp).iterdir()):
-                dest = files_dir / f.name
-                if not dest.exists():
-                    got.downloaded += 1
-                    got.downloaded_bytes += f.stat().st_size
-                    os.replace(f, dest)  # the temp dir is inside the cache: same filesystem
-                got.files.append(dest)
+        args = ["-q", "--find-links", str(files_dir), "-r", str(requirements_file.resolve()),
+                *_pip_args(target)]
+        # our cache is the only find-links; the user's index settings still apply
+        env = {k: v for k, v in os.environ.items() if k not in ("PIP_FIND_LINKS", "PIP_NO_INDEX")}
+        try:   # one retry: a broken download or a network hiccup, not an unresolvable name
+            fetched = pipdownload.download(args, files_dir, cwd=requirements_file.resolve().parent,
+                                           env=env, attempts=2, retry=lambda out: not _culprit(out))
+        except pipdownload.DownloadTimeout as exc:
+            raise MirrorError(f"{exc} ({target.label()})") from None
+        if fetched.returncode != 0:
+            culprit = _culprit(fetched.output)
+            if culprit:
+                raise MirrorError(f"cannot resolve {culprit} for {target.label()}: nothing was sent")
+            raise MirrorError(f"pip download failed for {target.label()}: {fetched.last_line}")
+        got = Resolved(files=fetched.files, downloaded=len(fetched.new),
+                       downloaded_bytes=sum(f.stat().st_size for f in fetched.new))
         manifest.write_text(json.dumps([f.name for f in got.files]))
         return got

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
+from . import pipdownload
 from .errors import UnsupportedPython, WheelhouseError  # noqa: F401 - raised here
 from .facts import version_key
 
@@ -56,7 +53,6 @@ _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "i386":
 # (glibc 2.5); every other arch starts at manylinux2014 (glibc 2.17).
 _LEGACY_FLOOR = {"x86_64": 5, "i686": 5}
 _LEGACY_ALIASES = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-_PIP_TIMEOUT = 900  # seconds; a stuck index must not hang the deploy forever
 
 
 def canonical_name(name: str) -> str:
@@ -206,12 +202,6 @@ def _wheel_for_pin(folder: Path, pin: str, python_version: str, platforms: list[
     return sorted(candidates, key=rank)[0]
 
 
-def _last_error_line(output: str) -> str:
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("ERROR")]
-    return (errors or lines or ["pip gave no output"])[-1]
-
-
 def _failed_pin(output: str, pins: list[str]) -> str:
     """Which pin pip choked on: the one its ERROR lines name, else the last one collected."""
     lines = [ln for ln in output.splitlines() if ln.strip()]
@@ -244,41 +234,20 @@ def ensure_wheelhouse(python_version: str, glibc: str, arch: str) -> list[Path]:
     if not missing:
         return [found[pin] for pin in pins]
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
     major, minor = (int(p) for p in str(python_version).split(".")[:2])
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=folder.parent))
+    args = ["--only-binary=:all:", "--no-deps", "--python-version", f"{major}.{minor}",
+            "--implementation", "cp"]
+    for tag in platforms + ["any"]:
+        args += ["--platform", tag]
     try:
-        cmd = [
-            sys.executable, "-m", "pip", "download",
-            "--disable-pip-version-check", "--no-input",
-            "--only-binary=:all:", "--no-deps",
-            "--python-version", f"{major}.{minor}",
-            "--implementation", "cp",
-        ]
-        for tag in platforms + ["any"]:
-            cmd += ["--platform", tag]
-        cmd += ["--dest", str(tmp), *missing]
-        try:
-            proc = subprocess.run(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, timeout=_PIP_TIMEOUT,
-            )
-        except subprocess.TimeoutExpired:
-            raise WheelhouseError(
-                f"pip download of {', '.join(missing)} timed out after {_PIP_TIMEOUT}s"
-            ) from None
-        if proc.returncode != 0:
-            error = _last_error_line(proc.stdout)
-            culprit = _failed_pin(proc.stdout, missing)
-            raise WheelhouseError(
-                f"cannot download {culprit} for cp{major}{minor} {_normalise_arch(arch)} "
-                f"glibc {glibc}: {error}"
-            )
-        folder.mkdir(exist_ok=True)
-        for path in tmp.glob("*.whl"):
-            os.replace(path, folder / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        got = pipdownload.download([*args, *missing], folder, pattern="*.whl")
+    except pipdownload.DownloadTimeout as exc:
+        raise WheelhouseError(f"{exc} (wheels {', '.join(missing)})") from None
+    if got.returncode != 0:
+        raise WheelhouseError(
+            f"cannot download {_failed_pin(got.output, missing)} for cp{major}{minor} "
+            f"{_normalise_arch(arch)} glibc {glibc}: {got.last_line}"
+        )
 
     result = []
     for pin in pins:

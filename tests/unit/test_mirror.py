@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from provision import mirror, steps
+from provision import mirror, pipdownload, steps
 from provision.roles.mirror import steps as mirror_steps
 from provision.roles.mirror import MirrorRole
 
@@ -126,7 +126,7 @@ def test_second_resolution_runs_no_pip(tmp_path, monkeypatch):
     req.write_text("six==1.16.0\n")
     first = mirror.resolve(req, mirror.DownloadTarget(), tmp_path / "cache")
     assert [f.name for f in first.files] == ["six-1.16.0-py2.py3-none-any.whl"] and first.downloaded == 1
-    monkeypatch.setattr(mirror.subprocess, "run", lambda *a, **k: pytest.fail("pip ran again"))
+    monkeypatch.setattr(pipdownload.subprocess, "run", lambda *a, **k: pytest.fail("pip ran again"))
     start = time.monotonic()
     again = mirror.resolve(req, mirror.DownloadTarget(), tmp_path / "cache")
     assert again.files == first.files and again.downloaded == 0

@@ -16,7 +16,7 @@ import pytest
 
 from tests import helpers
 
-from provision import wheels
+from provision import pipdownload, wheels
 from provision.wheels import (
     PINS_DIR,
     UnsupportedPython,
@@ -173,7 +173,7 @@ def test_ensure_wheelhouse_downloads_once(pypi_reachable, tmp_path, monkeypatch)
     def no_pip(*args, **kwargs):
         raise AssertionError("pip ran although every wheel was cached")
 
-    monkeypatch.setattr(wheels.subprocess, "run", no_pip)
+    monkeypatch.setattr(pipdownload.subprocess, "run", no_pip)
     start = time.perf_counter()
     second = ensure_wheelhouse("3.11", "2.36", "x86_64")
     assert time.perf_counter() - start < 0.2
