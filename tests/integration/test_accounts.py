@@ -16,6 +16,8 @@ import pytest
 from tests.external import write_inventory
 from tests.helpers import clean_env, invoke, invoke_on_tty, make_wheel, recap, sh
 
+pytestmark = pytest.mark.integration
+
 PORT = 8000
 PW1 = "first-Secret-7781"
 PW2 = "second-Secret-9902"

@@ -18,6 +18,8 @@ import pytest
 from tests.external import is_external, reboot_disabled, write_inventory
 from tests.helpers import clean_env, http_get, invoke, make_wheel, recap, sh
 
+pytestmark = pytest.mark.integration
+
 PORT = 8000
 PASSWORD = "s3cret-Upl0ad-pw"  # a test account's password: must never show up anywhere
 

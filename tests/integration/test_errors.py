@@ -13,6 +13,8 @@ from testing import testhost as th
 from tests.external import is_external, write_inventory
 from tests.helpers import invoke, recap, sh
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def host(testhost_factory):

@@ -16,7 +16,8 @@ PACKAGES = "/srv/pypi/packages"
 REQS = "requests==2.32.3\nsix==1.16.0\n"
 
 
-pytestmark = pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable from here")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable from here")]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ import pytest
 from tests.external import write_inventory
 from tests.helpers import clean_env, http_get, invoke, make_wheel, sh
 
+pytestmark = pytest.mark.integration
+
 PORT = 8000
 PASSWORD = "h4rdened-Upl0ad-pw"
 PACKAGES = "/srv/pypi/packages"
