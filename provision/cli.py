@@ -116,8 +116,6 @@ class Program(invoke.Program):
 
     def parse_tasks(self):
         name = self._help_target(self.core.unparsed)
-        if name is None:
-            self._refuse_empty_hosts(self.core.unparsed)
         if name is not None:
             self.parser = self._make_parser()
             try:
@@ -125,6 +123,7 @@ class Program(invoke.Program):
             except BrokenPipeError:
                 _closed_pipe()
             raise Exit(code=0)
+        self._refuse_empty_hosts(self.core.unparsed)
         try:
             super().parse_tasks()
         except ParseError as exc:
@@ -165,8 +164,7 @@ class Program(invoke.Program):
         current = None
         for word in argv:
             if word in HELP_FLAGS and current is not None:
-                return self.collection.transform(current) if hasattr(self.collection, "transform") \
-                    else current
+                return current
             if word in names:
                 current = word
         return None

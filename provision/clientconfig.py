@@ -306,7 +306,7 @@ def deployed_url(target) -> tuple[str, list[str]]:
     import shlex
 
     from .connection import Remote
-    from .roles import parse_record, record_path
+    from .roles import index_url, parse_record, record_path
     from .validate import role_vars
 
     path = record_path(role_vars(target)["pypiserver_service"])
@@ -320,12 +320,8 @@ def deployed_url(target) -> tuple[str, list[str]]:
         raise ClientConfigError(f"{target.name} has no record of a deploy ({path}): deploy first "
                                 f"(invoke deploy -H {target.name}), or give the index's --url")
     target.recorded = recorded
-    v = role_vars(target)
     # the address deploy printed: ~/.ssh/config's HostName for an alias
-    server = v["pypiserver_url_host"] or remote.hostname or target.ssh_host
-    if ":" in server and not server.startswith("["):  # a bare IPv6 address
-        server = f"[{server}]"
-    return f"http://{server}:{v['pypiserver_port']}/", remote.notes
+    return index_url(role_vars(target), remote.hostname or target.ssh_host), remote.notes
 
 
 def verify_index(base_url: str, timeout: float = VERIFY_TIMEOUT) -> str:

@@ -173,10 +173,9 @@ class Ticker:
                 # one terminal line, never wrapped: a wrapped line cannot be erased with \r
                 tail = f" ({spent:.0f} s)"
                 room = shutil.get_terminal_size((80, 24)).columns - 1
-                head = f"{self.host:<{r.width}}  running  "
+                head = f"{self.host:<{r.width}}  running  "     # as printed, colour aside
                 what = self._what[:max(0, room - len(head) - len(tail))]
-                label = r._paint("note", "running ")
                 self._erase()
-                r.stream.write(f"{self.host:<{r.width}}  {label} {what}{tail}"[:room + 20])
+                r.stream.write(f"{self.host:<{r.width}}  {r._paint('note', 'running ')} {what}{tail}")
                 r.stream.flush()
                 self._drawn = 1

@@ -385,15 +385,16 @@ class HostRun:
             res = self.remote.run_script(script, on_line=on_line)
         except ConnectError as exc:
             ticker.stop()
-            reach(self._running_index(changed, done))
-            self.say("failed", self._running(changed, done), str(exc))
+            idx, name = self._running(changed, done)
+            reach(idx)
+            self.say("failed", name, str(exc))
             return None
         finally:
             ticker.close()
         if res.rc == -1:  # the channel closed without an exit status: sshd or the link died
-            reach(self._running_index(changed, done))
-            self.say("failed", self._running(changed, done),
-                     f"connection to {self.remote.hostname} lost during this step")
+            idx, name = self._running(changed, done)
+            reach(idx)
+            self.say("failed", name, f"connection to {self.remote.hostname} lost during this step")
             return None
         for i, step, _ in changed:
             if done.get(i) != 0:
@@ -415,13 +416,10 @@ class HostRun:
             return ""
 
     @staticmethod
-    def _running_index(changed, done) -> int:
-        return next((i for i, _, _ in changed if i not in done), len(changed) and changed[-1][0] + 1)
-
-    @staticmethod
-    def _running(changed, done) -> str:
-        """The name of the step the apply script was in (the first not reported done)."""
-        return next((step.name for i, step, _ in changed if i not in done), "Apply changes.")
+    def _running(changed, done) -> tuple[int, str]:
+        """(plan index, name) of the step the apply script was in: the first not reported done."""
+        return next(((i, step.name) for i, step, _ in changed if i not in done),
+                    (changed[-1][0] + 1, "Apply changes."))
 
     def _diffs(self, plan: Plan) -> None:
         if not self.opts.diff:
@@ -439,8 +437,10 @@ def _last(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def run(targets, role, opts: Options, report: Report | None = None) -> dict[str, Counts]:
-    report = report or Report(width=max(len(t.name) for t in targets), live=len(targets) == 1)
+def run(targets, role, opts: Options, report: Report | None = None, stream=None) -> dict[str, Counts]:
+    """Every target through the role, in parallel; the recap. ``stream``: where the report
+    goes (stdout by default; list-users keeps stdout for the names)."""
+    report = report or Report(stream, width=max(len(t.name) for t in targets), live=len(targets) == 1)
     if opts.check:
         report.write("CHECK MODE: nothing will be changed on the hosts")
     results: dict[str, Counts] = {}

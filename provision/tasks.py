@@ -66,15 +66,13 @@ def _run_role(role, host, inventory, check: bool, ask_sudo_pass: bool, diff: boo
               overrides: dict | None = None, stream=None) -> dict:
     """Hosts, runner, recap and exit status: the same for every task that touches hosts.
     Every host's variables are checked before any host is touched."""
-    from .report import Report
     from .runner import Options, run
 
     targets = _targets(host, inventory, overrides or {})
     for t in targets:
         role.vars(t)
     opts = Options(check=check, diff=diff, sudo_password=_sudo_password(ask_sudo_pass))
-    report = Report(stream, width=max(len(t.name) for t in targets), live=len(targets) == 1)
-    results = run(targets, role, opts, report)
+    results = run(targets, role, opts, stream=stream)
     if any(r.failed for r in results.values()):
         raise Exit(code=2)
     return results

@@ -29,6 +29,15 @@ RECORD_FORMAT = 1
 UNIT_DIR = "/etc/systemd/system"
 
 
+def index_url(v: dict, address: str) -> str:
+    """``http://HOST:PORT/``: the index clients use (pypiserver_url_host, else the address we
+    reached the host at; a bare IPv6 address in brackets)."""
+    host = v["pypiserver_url_host"] or address
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{v['pypiserver_port']}/"
+
+
 def record_path(service: str) -> str:
     return f"{RECORD_DIR}/{service}.json"
 
@@ -97,7 +106,7 @@ class Role:
 
         Precedence, lowest first: defaults, the record, the inventory, flags.
         """
-        from ..validate import defaults
+        from ..validate import check_vars, defaults
 
         before = self.vars(target)
         if "pypiserver_service" not in before:
@@ -120,16 +129,12 @@ class Role:
             after = self.vars(target)
         except InventoryError as exc:
             raise InventoryError(f"{exc} (read from {path})") from None
+        default = check_vars(dict(defaults()), "defaults")
         notes = [f"{k} {_show(after[k])} from the host's {source} of its last deploy ({path}); "
                  f"set it in the inventory to change it"
                  for k in RECORDED if k in target.recorded and k not in target.vars
-                 and after[k] != self._default(k, defaults())]
+                 and after[k] != default[k]]
         return after != before, notes
-
-    def _default(self, key: str, known: dict):
-        from ..validate import check_vars
-
-        return check_vars(dict(known), "defaults")[key]
 
     # -- after the facts ----------------------------------------------------------------
     def check_host(self, facts) -> None:

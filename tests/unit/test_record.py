@@ -12,10 +12,12 @@ import pytest
 
 from provision.errors import InventoryError, ProvisionError
 from provision.inventory import Target
-from provision.roles import RECORD_FORMAT, legacy_record, parse_record, record_content
+from provision.roles import RECORD_FORMAT, RECORDED, legacy_record, parse_record, record_content
 from provision.roles.accounts import AccountsRole
 from provision.roles.pypiserver import PypiserverRole
 from provision.validate import role_vars
+
+from .test_validate import HOSTILE
 
 
 def target(**vars_):
@@ -109,3 +111,21 @@ def test_the_probes_are_quoted():
     assert probes["record"] == "cat /var/lib/provision/pypi-x.json"
     assert probes["unit"] == ("grep -h -m1 '^ExecStart=' /etc/systemd/system/pypi-x.service || "
                               "test ! -e /etc/systemd/system/pypi-x.service || echo present")
+
+
+@pytest.mark.parametrize("key", sorted(set(RECORDED) - {"pypiserver_service"}))
+@pytest.mark.parametrize("value", HOSTILE, ids=lambda v: repr(v)[:30])
+def test_the_hostile_corpus_through_the_record(key, value):
+    """A record is read back from the host: each hostile value is refused in one line naming
+    the record, or lands exactly as the same value set in the inventory would."""
+    t = target()
+    try:
+        PypiserverRole().settle(t, {"record": record(**{key: value}), "unit": ""})
+    except InventoryError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith(f"pypi1: {key} ")
+        assert message.endswith("(read from /var/lib/provision/pypiserver.json)")
+        with pytest.raises(InventoryError):         # the inventory refuses it too
+            role_vars(target(**{key: value}))
+        return
+    assert PypiserverRole().vars(t)[key] == role_vars(target(**{key: value}))[key]

@@ -32,7 +32,7 @@ class HtpasswdEntry(Step):
     def plan(self, facts, probed):
         import base64
 
-        from . import htpasswd
+        from ... import htpasswd
 
         lines = probed["file"].splitlines()
         if "__content__" not in lines:

@@ -12,13 +12,14 @@ import http.client
 import re
 import shlex
 import time
+from urllib.parse import urlsplit
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 from ... import wheels
-from .. import RECORD_DIR, Role, record_content, record_path
+from .. import RECORD_DIR, Role, index_url, record_content, record_path
 from ...errors import StepError, UnsupportedHost
 from ...facts import HostFacts, version_key
 from ...render import render
@@ -182,9 +183,8 @@ class PypiserverRole(Role):
         return why
 
     # -- after the changes --------------------------------------------------------
-    def url_host(self, target, facts) -> str:
-        v = self.vars(target)
-        return v["pypiserver_url_host"] or target.resolved_host or target.ssh_host
+    def url(self, target) -> str:
+        return index_url(self.vars(target), target.resolved_host or target.ssh_host)
 
     def verify(self, target, facts, check: bool, run=None):
         """GET / until waitress answers 200 (HEALTH_TIMEOUT s); on failure, say why.
@@ -194,9 +194,10 @@ class PypiserverRole(Role):
         no point waiting), and a failure ends with its state and last journal lines.
         """
         v = self.vars(target)
-        host, port = self.url_host(target, facts), v["pypiserver_port"]
+        host = v["pypiserver_url_host"] or target.resolved_host or target.ssh_host
+        port = v["pypiserver_port"]
         service = v["pypiserver_service"]
-        label = f"Ensure the index answers at http://{host}:{port}/ (waitress)."
+        label = f"Ensure the index answers at {self.url(target)} (waitress)."
         start = time.monotonic()
         deadline = start + (0 if check else HEALTH_TIMEOUT)
         next_look, restarts = start + 3, None
@@ -251,9 +252,8 @@ class PypiserverRole(Role):
         return "\n" + "\n".join(lines + [f"-- more: journalctl -u {service} -e   (on the host)"])
 
     def summary(self, target, facts) -> list[str]:
-        v = self.vars(target)
-        host, port = self.url_host(target, facts), v["pypiserver_port"]
-        url = f"http://{host}:{port}/simple/"
+        url = self.url(target) + "simple/"
+        host = urlsplit(url).hostname                  # pip's --trusted-host: no brackets
         return [f"index: {url}",
                 f"pip: pip install --index-url {url} --trusted-host {shlex.quote(host)} NAME"]
 
