@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from .connection import Remote
 from .errors import ConnectError, HostBusy, ProvisionError, StepError, UnsupportedHost
-from .facts import MARK, host_fact_commands, parse_host_facts, section_script, split_sections
+from .facts import (MARK, MISSING, Fact, host_fact_commands, parse_host_facts, section_script,
+                    split_sections)
 from .report import Counts, Report
 from .steps import Command, Plan, Step, Upload, WriteFile
 
@@ -194,24 +195,29 @@ class HostRun:
         self.report.step(self.target.name, status, name, note, detail)
 
     def gather(self, steps: list[Step]):
+        """Facts, the role's probes and every step's, in one script on one channel.
+
+        Each distinct fact is asked once (two steps that need the same file's state share
+        its section) and parsed once; each step gets its values under its own keys."""
         sections = {}
         wait = lock_wait()
         take_lock = self.role.changes_hosts and not self.opts.check and not self.locked
         if take_lock:  # first, so the facts are read under it
             sections["lock"] = lock_section(lock_holder(), wait)
         sections.update(host_fact_commands())
-        for key, cmd in self.role.probes(self.target).items():
-            sections[f"role.{key}"] = cmd
-        for i, step in enumerate(steps):
-            for key, cmd in step.probes().items():
-                sections[f"{i}.{key}"] = cmd
+        role_facts = self.role.probes(self.target)
+        asked: dict[Fact, str] = {}   # each distinct fact -> its section's key
+        for fact in [*role_facts.values(), *(f for step in steps for f in step.probes().values())]:
+            if fact not in asked:
+                asked[fact] = key = f"p{len(asked)}"
+                sections[key] = fact.command()
         try:
             res = self.remote.run_script(section_script(sections), timeout=120 + wait)
         except ConnectError as exc:
             raise ConnectError(f"{exc} (while gathering facts)") from exc
         parsed = split_sections(res.stdout)
         if take_lock:
-            state = parsed.get("lock", "").splitlines() or [""]
+            state = parsed.get("lock", MISSING).text.splitlines() or [""]
             if state[0] == "busy":
                 raise HostBusy(busy_message(self.target.name, "\n".join(state[1:]), wait))
             if state[0] == "noflock":
@@ -220,15 +226,14 @@ class HostRun:
             if state[0] != "locked":
                 raise ProvisionError(f"{self.target.name}: cannot take the host's lock in {LOCK_DIR}")
             self.locked = True
-        if "os_release" not in parsed:
+        if parsed.get("os", MISSING).rc is None:
             raise ProvisionError(f"{self.target.name}: gathering facts failed: "
                                  f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
-        self.role_probed = {k[len("role."):]: v for k, v in parsed.items() if k.startswith("role.")}
+        values = {fact: fact.parse(*parsed.get(key, MISSING)) for fact, key in asked.items()}
+        self.role_probed = {key: values[fact] for key, fact in role_facts.items()}
         facts = self.facts = parse_host_facts(parsed)
         self.target.resolved_host = self.remote.hostname
-        # each step's probe outputs, by the step itself (its section was "<n>.<key>")
-        probed = {step: {key: parsed.get(f"{i}.{key}", "") for key in step.probes()}
-                  for i, step in enumerate(steps)}
+        probed = {step: {key: values[fact] for key, fact in step.probes().items()} for step in steps}
         return facts, probed
 
     def run(self) -> Counts:

@@ -58,7 +58,7 @@ def deploy(c, host=None, inventory=None, port=None, check=False, diff=False, off
 
     overrides = {"pypiserver_port": port, "offline": True if offline else None,
                  "centos7_vault": False if keep_repos else None}
-    _run_role(PypiserverRole(diff=diff), host, inventory, check, ask_sudo_pass, diff=diff,
+    _run_role(PypiserverRole(), host, inventory, check, ask_sudo_pass, diff=diff,
               overrides=overrides)
 
 

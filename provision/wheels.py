@@ -21,7 +21,8 @@ from pathlib import Path
 
 from . import pipdownload
 from .errors import UnsupportedPython, WheelhouseError  # noqa: F401 - raised here
-from .facts import version_key
+from .facts.host import version_key
+from .facts.python import canonical_name  # noqa: F401 - the package's name for it
 
 __all__ = [
     "PINS_DIR",
@@ -53,11 +54,6 @@ _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "i386":
 # (glibc 2.5); every other arch starts at manylinux2014 (glibc 2.17).
 _LEGACY_FLOOR = {"x86_64": 5, "i686": 5}
 _LEGACY_ALIASES = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-
-
-def canonical_name(name: str) -> str:
-    """PEP 503 name normalisation, so ``importlib_resources`` matches ``importlib-resources``."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def supported_pythons() -> list[str]:

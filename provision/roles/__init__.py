@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 
 from ..errors import InventoryError, ProvisionError
+from ..facts import Fact, FileText
 
 RECORD_DIR = "/var/lib/provision"
 #: Variables a deploy records on the host; `pypiserver_service` names the record itself.
@@ -92,16 +92,15 @@ class Role:
         return {}
 
     # -- the host's record of its last deploy ------------------------------------------
-    def probes(self, target) -> dict[str, str]:
-        """Shell read with the facts: the record, and the unit (hosts deployed before records)."""
+    def probes(self, target) -> dict[str, Fact]:
+        """Read with the facts: the record, and the unit (hosts deployed before records)."""
         service = self.vars(target).get("pypiserver_service")
         if not service:  # a role without the pypiserver variables (tests' own roles)
             return {}
-        unit = shlex.quote(f"{UNIT_DIR}/{service}.service")
-        return {"record": f"cat {shlex.quote(record_path(service))}",
-                "unit": f"grep -h -m1 '^ExecStart=' {unit} || test ! -e {unit} || echo present"}
+        return {"record": FileText(record_path(service)),
+                "unit": FileText(f"{UNIT_DIR}/{service}.service")}
 
-    def settle(self, target, probed: dict[str, str]) -> tuple[bool, list[str]]:
+    def settle(self, target, probed: dict) -> tuple[bool, list[str]]:
         """Adopt the host's record: (the variables changed, notes naming what came from it).
 
         Precedence, lowest first: defaults, the record, the inventory, flags.
@@ -112,13 +111,13 @@ class Role:
         if "pypiserver_service" not in before:
             return False, []
         path = record_path(before["pypiserver_service"])
-        recorded = parse_record(probed.get("record", ""), f"{target.name}:{path}")
-        unit = probed.get("unit", "").strip()
-        target.deployed = recorded is not None or bool(unit)
+        recorded = parse_record(probed.get("record") or "", f"{target.name}:{path}")
+        unit = probed.get("unit")
+        target.deployed = recorded is not None or unit is not None
         if self.needs_deploy and not target.deployed:
             raise ProvisionError(f"pypiserver is not deployed on {target.name}: deploy first "
                                  f"(invoke deploy -H {target.name})")
-        if recorded is None and unit:
+        if recorded is None and unit is not None:
             # deployed before hosts kept a record: its unit still says which port it serves
             recorded, source = legacy_record(unit), "unit"
             path = f"{UNIT_DIR}/{before['pypiserver_service']}.service"

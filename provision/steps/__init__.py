@@ -1,8 +1,9 @@
 """Idempotent steps: each probes the host's state and plans the commands that change it.
 
-A step never touches the host itself and never decides check mode: it declares shell
-probes (gathered with the facts, in the same round trip), then `plan(facts, probed)`
-returns the actions that bring the host to the desired state. No actions means `ok`;
+A step never touches the host itself and never decides check mode: it declares the typed
+facts it needs (`probes()`, gathered with the host's in the same round trip), then
+`plan(facts, probed)` gets them parsed, by its own keys, and returns the actions that bring
+the host to the desired state. No actions means `ok`;
 some means `changed`. The runner decides whether to run them.
 
 Actions are data: `Command` (shell run as root), `WriteFile` (atomic: temp file in the
@@ -10,17 +11,17 @@ same directory, owner and mode set, then rename) and `Upload` (files streamed as
 tar into a directory, each appearing by rename). Tests assert on them directly.
 
 Generic steps, by resource (files, packages, users, python, service, firewall); a step only
-one role uses lives with that role (``roles/_<role>_steps.py``).
+one role uses lives with that role (``roles/<role>/steps.py``).
 """
 
 from .base import Command, Plan, Step, Upload, WriteFile
 from .files import Directory, File
 from .firewall import FirewallPort, PortFree
 from .packages import Packages
-from .python import PipRequirements, Venv, Wheelhouse, venv_version
+from .python import PipRequirements, Venv, Wheelhouse
 from .service import Restart, Service, UnitFileOwned
 from .users import SystemUser
 
 __all__ = ["Command", "Directory", "File", "FirewallPort", "Packages", "PipRequirements", "Plan",
            "PortFree", "Restart", "Service", "Step", "SystemUser", "UnitFileOwned", "Upload", "Venv",
-           "Wheelhouse", "WriteFile", "venv_version"]
+           "Wheelhouse", "WriteFile"]

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..facts import HostFacts
+from ..facts import Fact, HostFacts, PathInfo
 
 
 q = shlex.quote
 
 
 @dataclass
-
-
 class Command:
     sh: str
 
 
 @dataclass
-
-
 class WriteFile:
     path: str
     content: bytes
@@ -37,8 +32,6 @@ class WriteFile:
 
 
 @dataclass
-
-
 class Upload:
     files: list[Path]
     dest: str
@@ -48,8 +41,6 @@ class Upload:
 
 
 @dataclass
-
-
 class Plan:
     actions: list = field(default_factory=list)
     note: str = ""
@@ -60,36 +51,31 @@ class Plan:
 
 
 class Step:
-    """Base: a sentence for a name, probes, and a plan."""
+    """Base: a sentence for a name, the facts it needs (`probes`), and a plan."""
 
     name = "Step"
     notify: tuple[str, ...] = ()
     # when True, the last line the step's commands print is added to its report line
     report_output = False
 
-    def probes(self) -> dict[str, str]:
+    def probes(self) -> dict[str, Fact]:
+        """The facts this step plans from, by the step's own keys (gathered with the host's)."""
         return {}
 
     def prepare(self, facts: HostFacts) -> None:
         """Work on this machine before planning (downloads, rendering), so `plan` stays pure:
         a function of the facts, the probes and what `prepare` kept. Raises StepError."""
 
-    def plan(self, facts: HostFacts, probed: dict[str, str]) -> Plan:
+    def plan(self, facts: HostFacts, probed: dict) -> Plan:
+        """The actions from the host facts and the parsed `probes()` (same keys); pure."""
         raise NotImplementedError
 
 
-def _stat(path: str) -> str:
-    return f"stat -c '%U %G %a' {q(path)}"
-
-
-def _owner_mode_fix(path: str, current: str, owner: str, group: str, mode: int,
+def _owner_mode_fix(path: str, current: PathInfo, owner: str, group: str, mode: int,
                     kept: str = "") -> Plan:
     """The chown/chmod a path needs, noted as ``fix owner/mode root:root 0700 -> pypi:pypi 0755``."""
-    want = f"{owner} {group} {mode:o}"
-    if current.strip() == want:
+    want = PathInfo(owner, group, mode)
+    if current == want:
         return Plan(note=kept)
-    parts = current.split()
-    was = f"{parts[0]}:{parts[1]} {int(parts[2], 8):04o}" if len(parts) == 3 and \
-        re.fullmatch(r"[0-7]{1,4}", parts[2]) else "unknown"
     return Plan([Command(f"chown {q(owner)}:{q(group)} {q(path)} && chmod {mode:04o} {q(path)}")],
-                f"fix owner/mode {was} \u2192 {owner}:{group} {mode:04o}")
+                f"fix owner/mode {current} \u2192 {want}")

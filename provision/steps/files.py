@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from .base import Command, Plan, Step, WriteFile, _owner_mode_fix, _stat, q
+from ..facts import FileState, Stat
+from .base import Command, Plan, Step, WriteFile, _owner_mode_fix, q
 
 
 class Directory(Step):
@@ -13,10 +14,10 @@ class Directory(Step):
         self.name = f"Ensure the directory {path} exists ({owner}:{group} {mode:04o})."
 
     def probes(self):
-        return {"stat": _stat(self.path)}
+        return {"stat": Stat(self.path)}
 
     def plan(self, facts, probed):
-        if not probed["stat"].strip():
+        if probed["stat"] is None:
             cmd = f"install -d -o {q(self.owner)} -g {q(self.group)} -m {self.mode:04o} {q(self.path)}"
             if facts.selinux_enabled:
                 cmd += f" && restorecon -R {q(self.path)}"
@@ -25,42 +26,36 @@ class Directory(Step):
 
 
 class File(Step):
-    """A file with exact content, or (content=None) one that must exist, content untouched."""
+    """A file with exact content, or (content=None) one that must exist, content untouched.
+
+    For a non-secret file with content (small configuration files) the old content comes
+    back with the facts, for the diff a change shows; a secret's never leaves the host."""
 
     def __init__(self, path: str, content: bytes | str | None, owner="root", group="root",
-                 mode=0o644, secret=False, diff=False, on_change: tuple[str, ...] = (),
+                 mode=0o644, secret=False, on_change: tuple[str, ...] = (),
                  notify: tuple[str, ...] = (), name: str | None = None):
         self.path = path
         self.content = content.encode() if isinstance(content, str) else content
         self.owner, self.group, self.mode = owner, group, mode
-        self.secret, self.diff = secret, diff
+        self.secret = secret
         self.on_change, self.notify = on_change, notify
         self.name = name or f"Ensure the file {path} is up to date."
 
     def probes(self):
-        cmd = f"{_stat(self.path)} && sha256sum < {q(self.path)}"
-        if self.diff and not self.secret and self.content is not None:
-            cmd += f" && echo __content__ && base64 < {q(self.path)}"
-        return {"file": cmd}
+        return {"file": FileState(self.path, content=not self.secret and self.content is not None)}
 
     def plan(self, facts, probed):
-        import base64
-
-        lines = probed["file"].splitlines()
-        exists = len(lines) >= 2
+        have = probed["file"]
         if self.content is None:
-            if not exists:
+            if have is None:
                 return Plan([WriteFile(self.path, b"", self.owner, self.group, self.mode,
                                        secret=self.secret)], "create empty")
-            return _owner_mode_fix(self.path, lines[0], self.owner, self.group, self.mode,
+            return _owner_mode_fix(self.path, have.stat, self.owner, self.group, self.mode,
                                    kept="present, content kept")
-        want = hashlib.sha256(self.content).hexdigest()
-        if not exists or lines[1].split()[0] != want:
-            old = None
-            if "__content__" in lines:
-                old = base64.b64decode("".join(lines[lines.index("__content__") + 1:]))
+        if have is None or have.sha256 != hashlib.sha256(self.content).hexdigest():
+            old = b"" if have is None else have.content
             actions = [WriteFile(self.path, self.content, self.owner, self.group, self.mode,
-                                 old=old if exists else b"", secret=self.secret)]
+                                 old=old, secret=self.secret)]
             actions += [Command(c) for c in self.on_change]
-            return Plan(actions, "content differs" if exists else "create")
-        return _owner_mode_fix(self.path, lines[0], self.owner, self.group, self.mode)
+            return Plan(actions, "create" if have is None else "content differs")
+        return _owner_mode_fix(self.path, have.stat, self.owner, self.group, self.mode)

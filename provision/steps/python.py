@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Callable
 
-from ..facts import HostFacts
+from ..facts import DirListing, FileText, HostFacts, VenvState
 from ..wheels import canonical_name
 from .base import Command, Plan, Step, Upload, WriteFile, q
 
@@ -23,27 +22,22 @@ class Venv(Step):
         self.name = f"Ensure the virtualenv {path} exists."
 
     def probes(self):
-        # bin/pip is the last thing `python -m venv` makes: without it (ensurepip died
-        # half-way) the venv is rebuilt rather than trusted
-        p = q(self.path)
-        return {"cfg": f"cat {p}/pyvenv.cfg && test -x {p}/bin/python && test -x {p}/bin/pip && echo __exe__"}
+        return {"venv": VenvState(self.path)}
 
     def plan(self, facts, probed):
         version, interpreter = self.python(facts)
-        m = venv_version(probed["cfg"])
-        if m and m[1] == version and "__exe__" in probed["cfg"]:
+        venv = probed["venv"]
+        # bin/pip is the last thing `python -m venv` makes: without it (ensurepip died
+        # half-way) the venv is rebuilt rather than trusted
+        if venv.complete and venv.version == version:
             return Plan(note=f"python {version}")
         cmd = f"{q(interpreter)} -m venv{' --without-pip' if self.without_pip else ''} {q(self.path)}"
-        if m or probed["cfg"].strip():
+        if venv.present:
             cmd = f"rm -rf {q(self.path)} && {cmd}"
         if facts.selinux_enabled:
             cmd += f" && restorecon -R {q(self.path)}"
-        why = f"python {m[1]} -> {version}" if m else f"create with python {version}"
+        why = f"python {venv.version} -> {version}" if venv.version else f"create with python {version}"
         return Plan([Command(cmd)], why)
-
-
-def venv_version(pyvenv_cfg: str):
-    return re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+)", pyvenv_cfg, re.M)
 
 
 class PipRequirements(Step):
@@ -58,20 +52,14 @@ class PipRequirements(Step):
         self.name = f"Ensure the pinned packages are installed in {venv}."
 
     def probes(self):
-        v = q(self.venv)
-        return {"dists": f"cat {v}/pyvenv.cfg; ls -1 {v}/lib/python3*/site-packages | grep -i 'dist-info$'",
-                "requirements": f"cat {q(self.requirements)}"}
+        return {"venv": VenvState(self.venv), "requirements": FileText(self.requirements)}
 
     def plan(self, facts, probed):
         pins = self.pins(facts)
-        have = {}
-        venv = venv_version(probed["dists"])
+        venv = probed["venv"]
         # a venv about to be rebuilt for another Python has none of its packages
-        rebuilt = self.python_version and (not venv or venv[1] != self.python_version(facts))
-        for line in ([] if rebuilt else probed["dists"].split()):
-            m = re.match(r"(.+)-([^-]+)\.dist-info$", line)
-            if m:
-                have[canonical_name(m[1])] = m[2]
+        rebuilt = self.python_version and venv.version != self.python_version(facts)
+        have = {} if rebuilt else venv.dists
         wanted = {canonical_name(p.split("==")[0]): p.split("==")[1] for p in pins}
         wrong = sorted(n for n, v in wanted.items() if have.get(n) != v)
         if not wrong:
@@ -85,7 +73,7 @@ class PipRequirements(Step):
             opts += f" --no-index --find-links {q(links)}"
         pip_pin = next((p for p in pins if canonical_name(p.split("==")[0]) == "pip"), None)
         text = "".join(p + "\n" for p in pins).encode()
-        old = probed.get("requirements", "")
+        old = probed["requirements"]
         actions = [WriteFile(self.requirements, text, mode=0o644,
                              old=(old + "\n").encode() if old else b"")]
         if links and pip_pin and "pip" not in have:
@@ -119,14 +107,13 @@ class Wheelhouse(Step):
         self.prepared = self.files(facts)   # downloads the pinned wheels here (cached)
 
     def probes(self):
-        return {"ls": f"find {q(self.dest)} -maxdepth 1 -type f -name '*.whl' -printf '%f %s\\n'"}
+        return {"ls": DirListing(self.dest)}
 
     def plan(self, facts, probed):
         files = self.prepared
         if files is None:
             return Plan(note="online: the host installs from its index")
-        have = dict(line.rsplit(" ", 1) for line in probed["ls"].splitlines() if " " in line)
-        missing = [f for f in files if have.get(f.name) != str(f.stat().st_size)]
+        missing = [f for f in files if probed["ls"].get(f.name) != f.stat().st_size]
         if not missing:
             return Plan(note=f"{len(files)} wheels present")
         size = sum(f.stat().st_size for f in missing)

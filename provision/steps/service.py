@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..errors import StepError
+from ..facts import FileState, PathExists, ServiceState
 from .base import Command, Plan, Step, q
 
 
@@ -20,20 +20,17 @@ class UnitFileOwned(Step):
         self.name = f"Ensure {service}.service is ours to manage."
 
     def probes(self):
-        return {"unit": f"systemctl show -p FragmentPath {q(self.service + '.service')}; "
-                        f"echo __head__; head -c 200 {q(self.path)}"}
+        return {"state": ServiceState(self.service), "file": FileState(self.path, content=True)}
 
     def plan(self, facts, probed):
-        text = probed["unit"]
-        fragment = re.search(r"^FragmentPath=(.*)$", text, re.M)
-        head = text.split("__head__", 1)[1] if "__head__" in text else ""
-        if head.strip() and self.HEADER not in head:
+        have, fragment = probed["file"], probed["state"].fragment
+        if have is not None and self.HEADER.encode() not in (have.content or b"")[:200]:
             raise StepError(f"{self.path} exists and is not managed by provision: choose another "
                             f"pypiserver_service, or remove that unit yourself")
-        if fragment and fragment[1].strip() not in ("", self.path):
-            raise StepError(f"a unit {self.service}.service already exists ({fragment[1].strip()}): "
+        if fragment not in ("", self.path):
+            raise StepError(f"a unit {self.service}.service already exists ({fragment}): "
                             f"choose another pypiserver_service")
-        return Plan(note="ours" if head.strip() else "not installed yet")
+        return Plan(note="ours" if have is not None else "not installed yet")
 
 
 class Service(Step):
@@ -42,13 +39,10 @@ class Service(Step):
         self.name = f"Ensure the service {service} is enabled and running."
 
     def probes(self):
-        s = q(self.service)
-        return {"state": f"systemctl is-enabled {s}; systemctl is-active {s}"}
+        return {"state": ServiceState(self.service)}
 
     def plan(self, facts, probed):
-        state = probed["state"].split()
-        enabled = state[0] if state else ""
-        active = state[1] if len(state) > 1 else ""
+        enabled, active = probed["state"].enabled, probed["state"].active
         actions = []
         if enabled != "enabled":
             actions.append(Command(f"systemctl enable {q(self.service)}"))
@@ -76,17 +70,17 @@ class Restart(Step):
         self.name = f"Restart {service} (handler: {handler})."
 
     def probes(self):
-        return {"active": f"systemctl is-active {q(self.service)}; test -e {q(self.marker)} && echo __pending__"}
+        return {"state": ServiceState(self.service), "pending": PathExists(self.marker)}
 
     def pending(self, probed) -> bool:
-        return "__pending__" in probed.get("active", "")
+        return probed["pending"]
 
     def mark(self) -> Command:
         return Command(f"mkdir -p {q(str(Path(self.marker).parent))} && touch {q(self.marker)}")
 
     def plan(self, facts, probed):
         clear = Command(f"rm -f {q(self.marker)}")
-        if probed["active"].split()[:1] != ["active"]:
+        if probed["state"].active != "active":
             return Plan([clear], "was not running: started with the new configuration")
         # daemon-reload first: a run that died between writing the unit and reloading
         # systemd left the old unit loaded, and a plain restart would bring it back

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import StepError
+from ..facts import Passwd, UidMin
 from .base import Command, Plan, Step, q
 
 
@@ -21,28 +22,25 @@ class SystemUser(Step):
                      f"Ensure the system user {user} exists (no login).")
 
     def probes(self):
-        return {"passwd": f"getent passwd {q(self.user)}",
-                "uid_min": "sed -n 's/^UID_MIN[[:space:]]*//p' /etc/login.defs"}
+        return {"passwd": Passwd(self.user), "uid_min": UidMin()}
 
     def plan(self, facts, probed):
         shell = self.shells.get(facts.family, "/usr/sbin/nologin")
-        fields = probed["passwd"].strip().split(":")
-        if len(fields) < 7 and self.guard:
+        account, uid_min = probed["passwd"], probed["uid_min"]
+        if account is None and self.guard:
             return Plan(note="no such account yet")
-        if len(fields) < 7:
+        if account is None:
             return Plan([Command(
                 f"useradd --system --user-group --no-create-home --home-dir {q(self.home)} "
                 f"--shell {q(shell)} {q(self.user)}")], f"create {self.user}")
-        uid = int(fields[2]) if fields[2].isdigit() else 0
-        uid_min = int(probed["uid_min"].split()[0]) if probed["uid_min"].split()[:1] and \
-            probed["uid_min"].split()[0].isdigit() else 1000
+        uid = account.uid
         why = None
         if uid == 0 or self.user == facts.ssh_user:
             why = "is root or the SSH user"
         elif uid >= uid_min:
             why = f"is a login account (uid {uid}, login UIDs start at {uid_min})"
-        elif fields[6] not in self.NO_LOGIN:
-            why = f"has the login shell {fields[6]}"
+        elif account.shell not in self.NO_LOGIN:
+            why = f"has the login shell {account.shell}"
         if why:
             raise StepError(f"pypiserver_user {self.user} {why}: the service needs a system account "
                             f"of its own; choose another name (the default pypi is created for you)")

@@ -170,7 +170,7 @@ def test_a_crash_between_unit_and_restart_converges(host, deployed):
     res = invoke("deploy", "--inventory", deployed, "--port", "8001")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Restart pypiserver" in res.stdout
-    assert "Ensure the index answers at http://" in res.stdout and f":8001/" in res.stdout
+    assert "Ensure the index answers at http://" in res.stdout and ":8001/" in res.stdout
     # the port this tool opened before is closed again, at runtime and permanently
     if not is_external(host):
         assert sh(host, "firewall-cmd --list-ports").stdout.split() == ["8001/tcp"]

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from provision.facts import HOST_FACTS, section_script, split_sections
+from provision.facts import Output, host_fact_commands, section_script, split_sections
 from provision.roles.pypiserver import choose_python
 from provision.wheels import pins_for
 
@@ -31,12 +31,13 @@ def test_sections_round_trip_through_a_real_shell():
                 "reads_stdin": "cat"}
     out = subprocess.run(["sh", "-s"], input=section_script(sections), capture_output=True,
                          text=True, timeout=10).stdout
-    assert split_sections(out) == {"one": "a\nb", "two": "", "three": "d", "reads_stdin": ""}
+    assert split_sections(out) == {"one": Output("a\nb", 0), "two": Output("", 1),
+                                   "three": Output("d", 0), "reads_stdin": Output("", 0)}
 
 
 def test_host_facts_gather_locally():
     """Every host-fact command runs on this (Debian) machine and parses."""
-    out = subprocess.run(["sh", "-s"], input=section_script({k: c for k, (c, _) in HOST_FACTS.items()}),
+    out = subprocess.run(["sh", "-s"], input=section_script(host_fact_commands()),
                          capture_output=True, text=True, timeout=20).stdout
     from provision.facts import parse_host_facts
 

@@ -9,7 +9,7 @@ from provision import mirror, pipdownload, steps
 from provision.roles.mirror import steps as mirror_steps
 from provision.roles.mirror import MirrorRole
 
-from .conftest import distro_facts
+from .conftest import distro_facts, probed
 
 
 @pytest.mark.parametrize("output,culprit", [
@@ -63,19 +63,19 @@ def test_mirrored_files_send_missing_keep_differing_prune_own(tmp_path):
     step = mirrored("/srv/pypi/packages", lambda facts: [a, b, c], "pypi")
     facts = distro_facts("debian-12")
     placed = f"{a.name}\n{b.name}\n"
-    plan = step.plan(facts, {"ls": _ls(a, (b.name, 99)), "manifest": placed})
+    plan = step.plan(facts, probed(step, {"ls": _ls(a, (b.name, 99)), "manifest": placed}))
     up, mkdir, manifest = plan.actions
     assert up.files == [c] and (up.owner, up.mode) == ("pypi", 0o644)  # b differs: kept
     assert manifest.path == mirror_steps.MirroredFiles.MANIFEST and manifest.content == (placed + c.name + "\n").encode()
     assert "kept 1 that differ (use --overwrite)" in plan.note
     assert plan.note.startswith("3 files, 1 present, send 1 file, 0.0 MB: c-1.tar.gz")  # names what it sends
     over = mirrored("/srv/pypi/packages", lambda f: [a, b, c], "pypi", overwrite=True)
-    assert over.plan(facts, {"ls": _ls(a, (b.name, 99)), "manifest": placed}).actions[0].files == [c, b]
-    done = step.plan(facts, {"ls": _ls(a, b, c), "manifest": placed + c.name + "\n"})
+    assert over.plan(facts, probed(over, {"ls": _ls(a, (b.name, 99)), "manifest": placed})).actions[0].files == [c, b]
+    done = step.plan(facts, probed(step, {"ls": _ls(a, b, c), "manifest": placed + c.name + "\n"}))
     assert not done.changed and done.note == "3 files, 3 present"
     prune = mirrored("/srv/pypi/packages", lambda f: [a], "pypi", prune=True)
-    plan = prune.plan(facts, {"ls": _ls(a, b, ("uploaded-1.whl", 5)),
-                              "manifest": f"{a.name}\n{b.name}\ngone-1.whl\n"})
+    plan = prune.plan(facts, probed(prune, {"ls": _ls(a, b, ("uploaded-1.whl", 5)),
+                              "manifest": f"{a.name}\n{b.name}\ngone-1.whl\n"}))
     cmds = [x.sh for x in plan.actions if isinstance(x, steps.Command)]
     assert "cd /srv/pypi/packages && rm -f -- b-1-py3-none-any.whl" in cmds  # never uploaded-1.whl
     # the manifest lists what mirror placed and still exists: gone-1.whl was removed by hand
@@ -91,7 +91,7 @@ def test_a_project_with_uploads_is_private(tmp_path):
     facts = distro_facts("debian-12")
     for kwargs in ({}, {"overwrite": True}, {"overwrite": True, "prune": True}):
         step = mirrored("/srv/pypi/packages", lambda f: [public, dep], "pypi", **kwargs)
-        plan = step.plan(facts, {"ls": _ls(uploaded), "manifest": ""})
+        plan = step.plan(facts, probed(step, {"ls": _ls(uploaded), "manifest": ""}))
         sent = [f.name for a in plan.actions if isinstance(a, steps.Upload) for f in a.files]
         assert sent == [dep.name], kwargs
         assert not [a for a in plan.actions if isinstance(a, steps.Command) and "rm -f" in a.sh]
@@ -101,7 +101,7 @@ def test_a_project_with_uploads_is_private(tmp_path):
     # an uploaded file with a name mirror also wants: kept as it is, even with --overwrite
     same = _files(tmp_path, ("secpkg-1.0.tar.gz", 99))[0]
     step = mirrored("/srv/pypi/packages", lambda f: [same], "pypi", overwrite=True, prune=True)
-    assert not step.plan(facts, {"ls": _ls(uploaded), "manifest": ""}).changed
+    assert not step.plan(facts, probed(step, {"ls": _ls(uploaded), "manifest": ""})).changed
 
 
 def test_manifest_and_listing_are_name_safe(tmp_path):
@@ -110,8 +110,7 @@ def test_manifest_and_listing_are_name_safe(tmp_path):
     spaced = ("my pkg-1.0.tar.gz", 4)
     keep = _files(tmp_path, ("keep-1.0.tar.gz", 5))[0]
     step = mirrored("/srv/pypi/packages", lambda f: [keep], "pypi", prune=True)
-    plan = step.plan(distro_facts("debian-12"),
-                     {"ls": _ls(keep, odd, spaced), "manifest": f"{keep.name}\n{odd[0]}\n{spaced[0]}\n"})
+    plan = step.plan(distro_facts("debian-12"), probed(step, {"ls": _ls(keep, odd, spaced), "manifest": f"{keep.name}\n{odd[0]}\n{spaced[0]}\n"}))
     rm = [a.sh for a in plan.actions if isinstance(a, steps.Command) and "rm -f" in a.sh]
     assert rm == ["cd /srv/pypi/packages && rm -f -- -rf-1.0.tar.gz 'my pkg-1.0.tar.gz'"]
 

@@ -39,7 +39,7 @@ def test_deploy_writes_what_it_reads_back():
 
 def test_precedence_flag_inventory_record_default():
     role = PypiserverRole()
-    probed = {"record": record(pypiserver_port=8081, pypiserver_packages_dir="/srv/idx"), "unit": ""}
+    probed = {"record": record(pypiserver_port=8081, pypiserver_packages_dir="/srv/idx"), "unit": None}
     t = target()
     changed, notes = role.settle(t, probed)
     v = role.vars(t)
@@ -51,7 +51,7 @@ def test_precedence_flag_inventory_record_default():
     changed, notes = role.settle(t, probed)
     assert role.vars(t)["pypiserver_port"] == 9000 and not any("port" in n for n in notes)
     t = target()                                            # no record: the defaults
-    assert role.settle(t, {"record": "", "unit": ""}) == (False, [])
+    assert role.settle(t, {"record": None, "unit": None}) == (False, [])
     assert role.vars(t)["pypiserver_port"] == 8000 and t.deployed is False
 
 
@@ -69,7 +69,7 @@ def test_a_record_that_equals_the_defaults_changes_nothing():
 ])
 def test_record_values_pass_the_same_validation(settings, why):
     with pytest.raises(InventoryError, match=why) as err:
-        PypiserverRole().settle(target(), {"record": record(**settings), "unit": ""})
+        PypiserverRole().settle(target(), {"record": record(**settings), "unit": None})
     assert "(read from /var/lib/provision/pypiserver.json)" in str(err.value)
 
 
@@ -90,7 +90,7 @@ def test_a_host_deployed_before_records_keeps_its_units_port():
     assert legacy_record("ExecStart=/opt/v/bin/pypi-server run --port 8090 -P x /srv") == \
         {"pypiserver_port": 8090}
     t = target()
-    changed, notes = PypiserverRole().settle(t, {"record": "", "unit": unit})
+    changed, notes = PypiserverRole().settle(t, {"record": None, "unit": unit})
     assert changed and PypiserverRole().vars(t)["pypiserver_port"] == 8080
     assert notes == ["pypiserver_port 8080 from the host's unit of its last deploy "
                      "(/etc/systemd/system/pypiserver.service); set it in the inventory to change it"]
@@ -99,18 +99,18 @@ def test_a_host_deployed_before_records_keeps_its_units_port():
 def test_roles_that_need_a_server_refuse_a_bare_host():
     with pytest.raises(ProvisionError, match=r"^pypiserver is not deployed on pypi1: deploy first "
                                              r"\(invoke deploy -H pypi1\)$"):
-        AccountsRole("list").settle(target(), {"record": "", "unit": ""})
+        AccountsRole("list").settle(target(), {"record": None, "unit": None})
     t = target()
     AccountsRole("list").settle(t, {"record": record(pypiserver_htpasswd="/etc/idx/htpasswd",
-                                                     pypiserver_config_dir="/etc/idx"), "unit": ""})
+                                                     pypiserver_config_dir="/etc/idx"), "unit": None})
     assert AccountsRole("list").phases(t)[0][0].path == "/etc/idx/htpasswd"
 
 
 def test_the_probes_are_quoted():
     probes = PypiserverRole().probes(target(pypiserver_service="pypi-x"))
-    assert probes["record"] == "cat /var/lib/provision/pypi-x.json"
-    assert probes["unit"] == ("grep -h -m1 '^ExecStart=' /etc/systemd/system/pypi-x.service || "
-                              "test ! -e /etc/systemd/system/pypi-x.service || echo present")
+    assert probes["record"].command() == "cat /var/lib/provision/pypi-x.json"
+    assert probes["unit"].command() == "cat /etc/systemd/system/pypi-x.service"
+    assert probes["record"].parse("", 1) is None      # no record: never deployed (or before records)
 
 
 @pytest.mark.parametrize("key", sorted(set(RECORDED) - {"pypiserver_service"}))
@@ -120,7 +120,7 @@ def test_the_hostile_corpus_through_the_record(key, value):
     the record, or lands exactly as the same value set in the inventory would."""
     t = target()
     try:
-        PypiserverRole().settle(t, {"record": record(**{key: value}), "unit": ""})
+        PypiserverRole().settle(t, {"record": record(**{key: value}), "unit": None})
     except InventoryError as exc:
         message = str(exc)
         assert "\n" not in message and message.startswith(f"pypi1: {key} ")

@@ -13,7 +13,7 @@ from provision.runner import apply_script
 from provision.roles.pypiserver import family_vars
 from provision.roles.pypiserver import steps as rh_steps
 
-from .conftest import DATA, distro_facts
+from .conftest import DATA, distro_facts, planned
 
 FILES = DATA / "files"
 VAULT = "http://vault.centos.org/7.9.2009"
@@ -32,9 +32,10 @@ def test_vault_urls_are_the_role_vars():
 def probe_and_plan(step, facts, repo_dir: Path):
     """Run the step's real probes against repo_dir (as if it were /etc/yum.repos.d)."""
     probed = {}
-    for key, probe in step.probes().items():
-        probe = probe.replace("/etc/yum.repos.d", str(repo_dir))
-        probed[key] = subprocess.run(["sh", "-c", probe], capture_output=True, text=True).stdout
+    for key, fact in step.probes().items():
+        probe = fact.command().replace("/etc/yum.repos.d", str(repo_dir))
+        res = subprocess.run(["sh", "-c", probe], capture_output=True, text=True)
+        probed[key] = fact.parse(res.stdout.strip("\n"), res.returncode)
     return step.plan(facts, probed)
 
 
@@ -172,9 +173,10 @@ def test_packages_probe_asks_rpm_and_installs_tar(tmp_path):
         # rpm -q --whatprovides tar: exit 0 if some package provides it
         rpm.write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path}/log"\nexit {0 if have_tar else 1}\n')
         rpm.chmod(0o755)
-        out = subprocess.run(["/bin/sh", "-c", step.probes()["pkgs"]], capture_output=True,
+        fact = step.probes()["pkgs"]
+        out = subprocess.run(["/bin/sh", "-c", fact.command()], capture_output=True,
                              text=True, env={"PATH": str(tmp_path)}).stdout
-        plan = step.plan(distro_facts("rocky-9"), {"pkgs": out})
+        plan = step.plan(distro_facts("rocky-9"), {"pkgs": fact.parse(out, 0)})
         assert [a.sh for a in plan.actions] == expected
         assert plan.note == ("tar installed" if have_tar else "install tar")
     assert (tmp_path / "log").read_text().splitlines() == ["-q --whatprovides tar"] * 2
@@ -224,7 +226,7 @@ def python_step():
 def test_python_from_repos(distro, pythons, marker, expected):
     facts = distro_facts(distro)
     facts.pythons = pythons
-    plan = python_step().plan(facts, {"marker": marker})
+    plan = planned(python_step(), facts, {"marker": marker} if marker else {})
     if plan.changed:
         assert [a.sh for a in plan.actions] == [expected]
     else:
@@ -235,7 +237,7 @@ def test_python_install_loop_really_picks_the_first_offered(tmp_path):
     """The generated loop under a real sh with a fake yum offering only python3.11."""
     facts = distro_facts("rocky-9")
     facts.pythons = {"3.9": "/usr/bin/python3.9"}
-    cmd = python_step().plan(facts, {"marker": ""}).actions[0].sh
+    cmd = planned(python_step(), facts).actions[0].sh
     fake = tmp_path / "yum"
     fake.write_text('#!/bin/sh\necho "$@" >> "$LOG"\ncase "$*" in *python3.11*) exit 0;; *) exit 1;; esac\n')
     fake.chmod(0o755)
@@ -249,10 +251,10 @@ def test_python_install_loop_really_picks_the_first_offered(tmp_path):
 @pytest.mark.parametrize("distro,selinux_cmds", [("centos-7", True), ("rocky-9", True), ("debian-12", False)])
 def test_selinux_relabels_what_it_creates(distro, selinux_cmds):
     facts = distro_facts(distro)
-    d = steps.Directory("/srv/pypi/packages", "pypi", "pypi", 0o755).plan(facts, {"stat": ""})
-    v = steps.Venv("/opt/pypiserver/venv", lambda f: ("3.6", "/usr/bin/python3.6")).plan(facts, {"cfg": ""})
-    p = steps.PipRequirements("/opt/pypiserver/venv", lambda f: ["pip==21.3.1"], "/opt/pypiserver/requirements.txt",
-                              lambda f: None).plan(facts, {"dists": ""})
+    d = planned(steps.Directory("/srv/pypi/packages", "pypi", "pypi", 0o755), facts)
+    v = planned(steps.Venv("/opt/pypiserver/venv", lambda f: ("3.6", "/usr/bin/python3.6")), facts)
+    p = planned(steps.PipRequirements("/opt/pypiserver/venv", lambda f: ["pip==21.3.1"],
+                                      "/opt/pypiserver/requirements.txt", lambda f: None), facts)
     shells = [a.sh for plan in (d, v, p) for a in plan.actions if isinstance(a, steps.Command)]
     relabels = [s for s in shells if "restorecon -R" in s]
     assert bool(relabels) == selinux_cmds

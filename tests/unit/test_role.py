@@ -9,20 +9,12 @@ from provision.render import render
 from provision.roles.pypiserver import PypiserverRole
 from provision.steps import Command, WriteFile
 
-from .conftest import distro_facts
+from .conftest import distro_facts, plan_role
 
 
 def fresh_plan(distro, **vars_):
-    role = PypiserverRole()
-    target = Target(name="h", ssh_host="192.0.2.10", vars=vars_)
-    facts = distro_facts(distro)
-    out = []
-    for phase in role.phases(target):
-        for step in phase:
-            step.prepare(facts)
-            plan = step.plan(facts, {k: "" for k in step.probes()} | {"ss": "MainPID=0"})
-            out.append((step, plan))
-    return out
+    return plan_role(PypiserverRole(), Target(name="h", ssh_host="192.0.2.10", vars=vars_),
+                     distro_facts(distro))
 
 
 def commands(plan):

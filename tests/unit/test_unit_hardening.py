@@ -16,7 +16,7 @@ from provision.inventory import Target
 from provision.roles.pypiserver import PypiserverRole
 from provision.steps import WriteFile
 
-from .conftest import distro_facts
+from .conftest import distro_facts, planned
 
 UNIT = "/etc/systemd/system/pypiserver.service"
 
@@ -130,7 +130,7 @@ def unit_text(systemd: int, **vars_) -> str:
             if getattr(step, "path", None) != UNIT:
                 continue
             step.prepare(facts)   # renders the unit for this systemd
-            plan = step.plan(facts, {k: "" for k in step.probes()})
+            plan = planned(step, facts)
             for action in plan.actions:
                 if isinstance(action, WriteFile) and action.path == UNIT:
                     return action.content.decode()

@@ -13,7 +13,7 @@ from provision.inventory import Target
 from provision.roles.pypiserver import PypiserverRole
 from provision.steps import Command, WriteFile
 
-from .conftest import distro_facts
+from .conftest import distro_facts, plan_role
 
 HOSTILE = [
     "a\nb", "x\r\nExecStartPre=+/bin/sh -c id", "x'y", 'x"y', "$(id)", "`id`", "..", "/srv/..",
@@ -79,18 +79,13 @@ def test_every_variable_refuses_or_renders_inert(key, value):
 
 
 def fresh_plan(vars_: dict) -> dict:
-    role = PypiserverRole()
-    facts = distro_facts("debian-12")
     written = {}
-    for phase in role.phases(target(**vars_)):
-        for step in phase:
-            step.prepare(facts)
-            plan = step.plan(facts, {k: "" for k in step.probes()} | {"ss": "MainPID=0"})
-            for a in plan.actions:
-                if isinstance(a, WriteFile):
-                    written[a.path] = a
-                assert not isinstance(a, Command) or "\n" not in a.sh or "<<" in a.sh or \
-                    a.sh.startswith(("if ", "{"))
+    for _, plan in plan_role(PypiserverRole(), target(**vars_), distro_facts("debian-12")):
+        for a in plan.actions:
+            if isinstance(a, WriteFile):
+                written[a.path] = a
+            assert not isinstance(a, Command) or "\n" not in a.sh or "<<" in a.sh or \
+                a.sh.startswith(("if ", "{"))
     return written
 
 

@@ -1,13 +1,15 @@
-"""The accounts role's steps: one htpasswd entry, the list of names."""
+"""The accounts role's steps (and fact): one htpasswd entry, the list of names."""
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 from typing import Callable
 
+from ... import htpasswd
 from ...errors import StepError
+from ...facts import Fact, FileState
 from ...report import plural
-from ...steps.base import Plan, Step, WriteFile, _stat, q
+from ...steps.base import Plan, Step, WriteFile, q
 
 
 class HtpasswdEntry(Step):
@@ -26,20 +28,13 @@ class HtpasswdEntry(Step):
         self.name = f"Ensure the upload account {user} is {state} {path}."
 
     def probes(self):
-        p = q(self.path)
-        return {"file": f"{_stat(self.path)} && echo __content__ && base64 < {p}"}
+        return {"file": FileState(self.path, content=True)}
 
     def plan(self, facts, probed):
-        import base64
-
-        from ... import htpasswd
-
-        lines = probed["file"].splitlines()
-        if "__content__" not in lines:
+        have = probed["file"]
+        if have is None:
             raise StepError(f"{self.path} not found: deploy pypiserver first (invoke deploy)")
-        owner, group, mode = lines[0].split()
-        text = base64.b64decode("".join(lines[lines.index("__content__") + 1:])).decode()
-        entries = htpasswd.parse(text)
+        entries = htpasswd.parse(have.content.decode(errors="replace"))
         current = entries.get(self.user)
         if self.password is None:
             if current is None:
@@ -52,9 +47,21 @@ class HtpasswdEntry(Step):
             entries[self.user] = self.hasher()
             note = f"change the password of {self.user}" if current else f"add {self.user}"
         new = htpasswd.render(entries).encode()
-        read = hashlib.sha256(text.encode()).hexdigest()
-        return Plan([WriteFile(self.path, new, owner, group, int(mode, 8), secret=True,
-                               expect_sha256=read)], note)
+        return Plan([WriteFile(self.path, new, have.stat.owner, have.stat.group, have.stat.mode,
+                               secret=True, expect_sha256=have.sha256)], note)
+
+
+@dataclass(frozen=True)
+class AccountNames(Fact):
+    """The account names of an htpasswd file, and only those (None: no such file)."""
+
+    path: str
+
+    def command(self):
+        return f"cut -d: -f1 < {q(self.path)}"
+
+    def parse(self, text, rc) -> list[str] | None:
+        return [n for n in text.split() if n] if rc == 0 else None
 
 
 class HtpasswdNames(Step):
@@ -65,13 +72,12 @@ class HtpasswdNames(Step):
         self.name = f"List the upload accounts in {path}."
 
     def probes(self):
-        return {"names": f"test -f {q(self.path)} && echo __file__ && cut -d: -f1 {q(self.path)}"}
+        return {"names": AccountNames(self.path)}
 
     def plan(self, facts, probed):
-        lines = probed["names"].split()
-        if "__file__" not in lines:
+        names = probed["names"]
+        if names is None:
             raise StepError(f"{self.path} not found: deploy pypiserver first (invoke deploy)")
-        names = [n for n in lines[lines.index("__file__") + 1:] if n]
         if self.found:
             self.found(names)
         return Plan(note=plural(len(names), "account"))

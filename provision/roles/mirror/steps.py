@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ...facts import HostFacts
+from ...facts import DirListing, FileText, HostFacts
 from ...report import plural
 from ...steps.base import Command, Plan, Step, Upload, WriteFile, q
 from ...wheels import canonical_name
@@ -47,22 +47,19 @@ class MirroredFiles(Step):
         self.prepared = self.files(facts)   # resolves and downloads here (cached)
 
     def probes(self):
-        # NUL-separated; a name holding a newline could forge a section line: left out
-        return {"ls": (f"find {q(self.dest)} -maxdepth 1 -type f ! -name '.*' "
-                       f"! -name \"$(printf '*\\n*')\" -printf '%s %f\\0'"),
-                "manifest": f"cat {q(self.MANIFEST)}"}
+        return {"ls": DirListing(self.dest), "manifest": FileText(self.MANIFEST)}
 
     def plan(self, facts, probed):
-        have = dict(reversed(e.split(" ", 1)) for e in probed["ls"].strip("\n").split("\0")
-                    if " " in e)
-        placed = {n for n in probed["manifest"].split("\n") if n} & set(have)
+        have = probed["ls"]
+        recorded = [n for n in (probed["manifest"] or "").split("\n") if n]
+        placed = set(recorded) & set(have)
         private = {p for n in have if n not in placed and (p := project_of(n))}
         files = self.prepared
         skipped = sorted({project_of(f.name) for f in files if project_of(f.name) in private})
         files = [f for f in files if project_of(f.name) not in private]
         # every file of a public project that exists here was placed by mirror
         missing = [f for f in files if f.name not in have]
-        differ = [f for f in files if f.name in have and have[f.name] != str(f.stat().st_size)]
+        differ = [f for f in files if f.name in have and have[f.name] != f.stat().st_size]
         send = missing + (differ if self.overwrite else [])
         wanted = {f.name for f in files}
         stale = sorted(n for n in placed if n not in wanted) if self.prune else []
@@ -72,7 +69,6 @@ class MirroredFiles(Step):
         if stale:
             actions.append(Command("cd " + q(self.dest) + " && rm -f -- " + " ".join(q(n) for n in stale)))
         manifest = sorted((placed | {f.name for f in send}) - set(stale))
-        recorded = [n for n in probed["manifest"].split("\n") if n]
         if manifest != sorted(recorded):
             actions.append(Command(f"mkdir -p {q(str(Path(self.MANIFEST).parent))}"))
             actions.append(WriteFile(self.MANIFEST, "".join(n + "\n" for n in manifest).encode(),

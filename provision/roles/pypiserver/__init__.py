@@ -67,9 +67,8 @@ def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | 
 
 class PypiserverRole(Role):
 
-    def __init__(self, overrides: dict | None = None, diff: bool = False):
+    def __init__(self, overrides: dict | None = None):
         self.overrides = overrides or {}
-        self.diff = diff
 
     def vars(self, target) -> dict:
         return role_vars(target, self.overrides)
@@ -138,14 +137,14 @@ class PypiserverRole(Role):
                             notify=(RESTART,), python_version=lambda facts: python(facts)[0]),
             File(v["pypiserver_htpasswd"], None, "root", user, 0o640, secret=True,
                  name=f"Ensure the htpasswd file {v['pypiserver_htpasswd']} exists (root:{user} 0640)."),
-            _Rendered(unit_path, unit, diff=self.diff, on_change=("systemctl daemon-reload",),
+            _Rendered(unit_path, unit, on_change=("systemctl daemon-reload",),
                       notify=(RESTART,), name=f"Ensure the systemd unit {unit_path} is up to date."),
             Service(v["pypiserver_service"]),
             FirewallPort(port, record=f"{RECORD_DIR}/firewall-port-{v['pypiserver_service']}"),
             # last: what later runs (client-config, mirror, a plain deploy) take as deployed
             Directory(RECORD_DIR, "root", "root", 0o755),
             File(record_path(v["pypiserver_service"]), record_content(v), "root", "root", 0o644,
-                 diff=self.diff, name=f"Record the deployed settings in {record_path(v['pypiserver_service'])}."),
+                 name=f"Record the deployed settings in {record_path(v['pypiserver_service'])}."),
         ]
         return [system, rest]
 

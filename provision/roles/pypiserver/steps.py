@@ -1,12 +1,41 @@
-"""Steps only the pypiserver role uses: CentOS 7's vault, a Python from the Red Hat repos."""
+"""Steps (and their facts) only the pypiserver role uses: CentOS 7's vault, a Python from
+the Red Hat repos."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import StepError
-from ...facts import version_key
+from ...facts import Fact, FileText, version_key
 from ...steps.base import Command, Plan, Step, q
+
+
+@dataclass(frozen=True)
+class RepoFilesMatching(Fact):
+    """The yum repo files with a line matching an extended regex."""
+
+    pattern: str
+
+    def command(self):
+        return f"grep -lE {q(self.pattern)} /etc/yum.repos.d/*.repo"
+
+    def parse(self, text, rc) -> list[str]:
+        return text.split()
+
+
+@dataclass(frozen=True)
+class ReposWithoutUrl(Fact):
+    """``FILE [repo] [repo]`` per repo file whose enabled repos have no URL (an awk program
+    run over /etc/yum.repos.d: VaultRepos.NO_URL)."""
+
+    program: str
+
+    def command(self):
+        return f"awk {q(self.program)} /etc/yum.repos.d/*.repo"
+
+    def parse(self, text, rc) -> list[str]:
+        return [line for line in text.splitlines() if line.strip()]
 
 
 class PythonFromRepos(Step):
@@ -27,7 +56,7 @@ class PythonFromRepos(Step):
         self.name = "Ensure a Python for pypiserver is installed (the newest the repos offer)."
 
     def probes(self):
-        return {"marker": f"cat {q(self.MARKER)}"}
+        return {"marker": FileText(self.MARKER)}
 
     def plan(self, facts, probed):
         if facts.family != "RedHat":
@@ -35,7 +64,7 @@ class PythonFromRepos(Step):
         have = sorted((v for v in facts.pythons if v in self.supported), key=version_key)
         if have and version_key(have[-1]) >= version_key(self.current):
             return Plan(note=f"python {have[-1]} installed")
-        if have and probed["marker"].strip():
+        if have and probed["marker"] is not None:
             return Plan(note=f"python {have[-1]}: the repos offered nothing newer")
         cands = self.candidates.get(facts.os_major, [])
         tries = "".join(
@@ -84,18 +113,17 @@ END { end_file() }
         self.name = "Ensure CentOS 7 repos point at the vault (its mirrors are gone)."
 
     def probes(self):
-        return {"files": f"grep -lE {q(self.DEAD)} /etc/yum.repos.d/*.repo",
-                "no_url": f"awk {q(self.NO_URL)} /etc/yum.repos.d/*.repo"}
+        return {"files": RepoFilesMatching(self.DEAD), "no_url": ReposWithoutUrl(self.NO_URL)}
 
     def plan(self, facts, probed):
         if facts.os_id != "centos" or facts.os_major != "7":
             return Plan(note="not CentOS 7")
-        broken = probed["no_url"].splitlines()
+        broken = probed["no_url"]
         if broken:  # yum fails on these whatever we do (kept repos included): say why, now
             raise StepError(f"{'; '.join(broken)}: enabled repos with no baseurl, mirrorlist or "
                             f"metalink, yum cannot work: give them one (or put back the file's "
                             f".provision-orig copy if an earlier run left it so) and run again")
-        files = probed["files"].split()
+        files = probed["files"]
         if not files:
             return Plan(note="no repo file uses the dead mirrors")
         if not self.enabled:
