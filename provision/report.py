@@ -121,7 +121,8 @@ class Ticker:
     written, so logs stay clean. Does nothing off a terminal.
     """
 
-    DELAY = 2.0
+    DELAY = 2.0    # seconds of silence before the line appears
+    TICK = 0.5     # seconds between redraws
 
     def __init__(self, report: Report, host: str, enabled: bool):
         self.report, self.host, self.enabled = report, host, enabled
@@ -162,7 +163,7 @@ class Ticker:
     def _loop(self) -> None:
         import time
 
-        while not self._stopped.wait(0.5):
+        while not self._stopped.wait(self.TICK):
             with self.report._lock:
                 if self._what is None:
                     continue

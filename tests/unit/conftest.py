@@ -57,12 +57,13 @@ def facts_of():
     return distro_facts
 
 
-def plan_role(role, target, facts, raw_for=None) -> list:
+def plan_role(role, target, facts, raw_for=None, prepare=None) -> list:
     """(step, plan) for every step of every phase, each planned from outputs kept as data:
-    ``raw_for(step) -> {key: output}``, or none (a fresh host: no probe found anything)."""
+    ``raw_for(step) -> {key: output}``, or none (a fresh host: no probe found anything).
+    ``prepare(step, facts)`` replaces the steps' own control-side work when given."""
     out = []
     for phase in role.phases(target):
         for step in phase:
-            step.prepare(facts)
+            (prepare or (lambda s, f: s.prepare(f)))(step, facts)
             out.append((step, planned(step, facts, raw_for(step) if raw_for else None)))
     return out

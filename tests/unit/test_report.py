@@ -54,13 +54,15 @@ def test_plural():
     assert [plural(n, "file") for n in (0, 1, 2)] == ["0 files", "1 file", "2 files"]
 
 
-def test_a_long_silent_step_shows_progress_on_a_terminal_and_erases_it():
+def test_a_long_silent_step_shows_progress_on_a_terminal_and_erases_it(monkeypatch):
+    monkeypatch.setattr(Ticker, "DELAY", 0.1)   # the real ones (2 s, every 0.5 s), scaled down
+    monkeypatch.setattr(Ticker, "TICK", 0.03)
     master, slave = os.openpty()
     stream = os.fdopen(slave, "w")
     report = Report(stream, width=2, live=True)
     ticker = report.ticker("h1")
     ticker.start("Ensure the pinned packages are installed.")
-    time.sleep(2.8)
+    time.sleep(0.3)
     ticker.close()
     report.step("h1", "changed", "Ensure the pinned packages are installed.")
     got = b""
@@ -78,17 +80,18 @@ def test_a_long_silent_step_shows_progress_on_a_terminal_and_erases_it():
 
 
 def test_no_progress_off_a_terminal(monkeypatch):
-    monkeypatch.setattr(Ticker, "DELAY", 0.0)   # would draw at its first tick (0.5 s)
+    monkeypatch.setattr(Ticker, "DELAY", 0.0)   # would draw at its first tick
+    monkeypatch.setattr(Ticker, "TICK", 0.03)
     out = io.StringIO()
     ticker = Report(out, live=True).ticker("h1")
     ticker.start("Slow step.")
-    time.sleep(1.2)
+    time.sleep(0.15)
     ticker.close()
     assert out.getvalue() == ""
     tty = Tty()                                  # the control: a terminal gets the line
     ticker = Report(tty, live=True).ticker("h1")
     ticker.start("Slow step.")
-    time.sleep(1.2)
+    time.sleep(0.3)
     ticker.close()
     assert re.search(r"running  Slow step\. \(\d s\)", re.sub(r"\x1b\[\d+m", "", tty.getvalue()))
 

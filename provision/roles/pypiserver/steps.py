@@ -3,7 +3,7 @@ the Red Hat repos."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import StepError
@@ -11,11 +11,28 @@ from ...facts import Fact, FileText, version_key
 from ...steps.base import Command, Plan, Step, q
 
 
-@dataclass(frozen=True)
-class RepoFilesMatching(Fact):
-    """The yum repo files with a line matching an extended regex."""
+# repo lines that use CentOS 7's dead mirrors
+DEAD_MIRRORS = r"^(mirrorlist=https?://mirrorlist\.centos\.org|baseurl=https?://mirror\.centos\.org)"
+# awk: for each file with enabled repos lacking an active baseurl=, mirrorlist= or
+# metalink= line, prints "FILE [repo] [repo]". As yum reads them: keys start the line
+# (an indented line continues the previous value), any case; enabled defaults to on.
+NO_URL_AWK = r"""
+function end_repo() { if (repo != "" && on && !url) bad = bad " [" repo "]"; repo = "" }
+function end_file() { end_repo(); if (bad != "") print file bad; bad = "" }
+FNR == 1 { end_file(); file = FILENAME }
+/^\[/ { end_repo(); repo = $0; sub(/^\[/, "", repo); sub(/\].*/, "", repo); on = 1; url = 0; next }
+{ line = tolower($0) }
+line ~ /^enabled[ \t]*=/ { on = line !~ /=[ \t]*(0|no|false|off)[ \t\r]*$/ }
+line ~ /^(baseurl|mirrorlist|metalink)[ \t]*=[ \t]*[^ \t\r]/ { url = 1 }
+END { end_file() }
+"""
 
-    pattern: str
+
+@dataclass(frozen=True)
+class DeadMirrorRepos(Fact):
+    """The yum repo files with a line that uses CentOS 7's dead mirrors (DEAD_MIRRORS)."""
+
+    pattern: str = field(default=DEAD_MIRRORS, repr=False)
 
     def command(self):
         return f"grep -lE {q(self.pattern)} /etc/yum.repos.d/*.repo"
@@ -27,9 +44,9 @@ class RepoFilesMatching(Fact):
 @dataclass(frozen=True)
 class ReposWithoutUrl(Fact):
     """``FILE [repo] [repo]`` per repo file whose enabled repos have no URL (an awk program
-    run over /etc/yum.repos.d: VaultRepos.NO_URL)."""
+    run over /etc/yum.repos.d: NO_URL_AWK)."""
 
-    program: str
+    program: str = field(default=NO_URL_AWK, repr=False)
 
     def command(self):
         return f"awk {q(self.program)} /etc/yum.repos.d/*.repo"
@@ -92,20 +109,7 @@ class VaultRepos(Step):
     being reported ok).
     """
 
-    DEAD = r"^(mirrorlist=https?://mirrorlist\.centos\.org|baseurl=https?://mirror\.centos\.org)"
-    # awk: for each file with enabled repos lacking an active baseurl=, mirrorlist= or
-    # metalink= line, prints "FILE [repo] [repo]". As yum reads them: keys start the line
-    # (an indented line continues the previous value), any case; enabled defaults to on.
-    NO_URL = r"""
-function end_repo() { if (repo != "" && on && !url) bad = bad " [" repo "]"; repo = "" }
-function end_file() { end_repo(); if (bad != "") print file bad; bad = "" }
-FNR == 1 { end_file(); file = FILENAME }
-/^\[/ { end_repo(); repo = $0; sub(/^\[/, "", repo); sub(/\].*/, "", repo); on = 1; url = 0; next }
-{ line = tolower($0) }
-line ~ /^enabled[ \t]*=/ { on = line !~ /=[ \t]*(0|no|false|off)[ \t\r]*$/ }
-line ~ /^(baseurl|mirrorlist|metalink)[ \t]*=[ \t]*[^ \t\r]/ { url = 1 }
-END { end_file() }
-"""
+    DEAD, NO_URL = DEAD_MIRRORS, NO_URL_AWK
 
     def __init__(self, vault_url: str, vault_altarch_url: str, enabled: bool = True):
         self.vault_url, self.enabled = vault_url.rstrip("/"), enabled
@@ -113,7 +117,7 @@ END { end_file() }
         self.name = "Ensure CentOS 7 repos point at the vault (its mirrors are gone)."
 
     def probes(self):
-        return {"files": RepoFilesMatching(self.DEAD), "no_url": ReposWithoutUrl(self.NO_URL)}
+        return {"files": DeadMirrorRepos(), "no_url": ReposWithoutUrl()}
 
     def plan(self, facts, probed):
         if facts.os_id != "centos" or facts.os_major != "7":
