@@ -16,13 +16,6 @@ from tests.helpers import invoke, recap, sh
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def host(testhost_factory):
-    (h,) = testhost_factory(1)
-    yield h
-    h.destroy()
-
-
 def skip_if_external(host, why: str) -> None:
     if is_external(host):
         pytest.skip(f"not on an external host: {why}")

@@ -25,13 +25,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def host(testhost_factory):
-    (h,) = testhost_factory(1)
-    yield h
-    h.destroy()
-
-
-@pytest.fixture(scope="module")
 def inv(host, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trust")
     return write_inventory([host], tmp / "inventory.yml", known_hosts=str(tmp / "known_hosts"))
