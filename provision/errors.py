@@ -15,6 +15,7 @@
     ├── ClientConfigError    a bad --url/--name/--username, or a pip.conf/.pypirc we cannot merge
     ├── MirrorError          requirements that cannot be resolved or downloaded here
     ├── WheelhouseError      the pinned wheels cannot be downloaded here (--offline)
+    ├── TlsError             a certificate we cannot use: yours (tls_cert/tls_key) or our CA
     └── UnsupportedPython    a Python with no verified pin set (also a ValueError)
 
 Low-level errors (paramiko, socket, YAML) are mapped to these at one boundary each
@@ -85,3 +86,7 @@ class WheelhouseError(ProvisionError):
 
 class UnsupportedPython(ProvisionError, ValueError):
     """The host's Python has no verified pin set (see ``wheels.supported_pythons()``)."""
+
+
+class TlsError(ProvisionError):
+    """A certificate or key we cannot use (checked before any host is touched)."""

@@ -271,15 +271,20 @@ class HostRun:
         for note in notes:
             self.report.note(self.target.name, note)
         self.role.check_host(facts)
-        # handlers are planned from the state before anything changed
-        handler_plans = {}
         notified: set[str] = set()
-        for hname, hstep in handlers.items():
-            hstep.prepare(facts)
-            hplan = hstep.plan(facts, probed[hstep])
-            handler_plans[hname] = (hstep, hplan)
-            if hstep.pending(probed[hstep]):  # an earlier run changed inputs, then died
-                notified.add(hname)
+
+        def plan_handlers(facts, probed) -> dict:
+            """Handlers are planned from the state before the last phase changed anything (a
+            service an earlier phase installed and started is running by then: nginx)."""
+            plans = {}
+            for hname, hstep in handlers.items():
+                hstep.prepare(facts)
+                plans[hname] = (hstep, hstep.plan(facts, probed[hstep]))
+                if hstep.pending(probed[hstep]):  # an earlier run changed inputs, then died
+                    notified.add(hname)
+            return plans
+
+        handler_plans = plan_handlers(facts, probed)
         for p, phase in enumerate(phases):
             plans = []
             for step in phase:
@@ -304,6 +309,7 @@ class HostRun:
             if changed and not self.opts.check and p < len(phases) - 1:
                 facts, probed = self.gather(steps)
                 self.role.check_host(facts)
+                handler_plans = plan_handlers(facts, probed)
             self.role.after_phase(p, facts, self.opts.check)
         ticker = self.report.ticker(self.target.name)
         ticker.start("waiting for the service to answer its health check")

@@ -235,6 +235,36 @@ def file_path(value) -> str:
     return path
 
 
+def host_list(value) -> list[str]:
+    """Host names or addresses: a list, or one string of them separated by commas or spaces."""
+    if value in ("", None):
+        return []
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[,\s]+", _text(value)) if v]
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of host names or addresses, got {_show(value)}")
+    return [host_name(v) for v in value]
+
+
+def optional_local_file(value) -> str:
+    """A file on this (the control) machine, or empty."""
+    return "" if value in ("", None) else local_path(value)
+
+
+def size(value) -> str:
+    """An nginx size: digits and an optional k, m or g (512m, 2g)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else \
+        _text(value, "a size like 512m", 16)
+    if not re.fullmatch(r"[1-9][0-9]{0,8}[kmgKMG]?", text):
+        raise ValueError(f"must be a size like 512m or 2g, got {_show(value)}")
+    return text.lower()
+
+
+def optional_port(value) -> int:
+    """0 (off) or a port."""
+    return 0 if value in (0, "0", "", None) else port(value)
+
+
 CHECKS = {
     "pypiserver_port": service_port,
     "pypiserver_listen": listen_address,
@@ -250,6 +280,13 @@ CHECKS = {
     "pypiserver_url_host": optional_host,
     "offline": boolean,
     "centos7_vault": boolean,
+    "tls": boolean,
+    "pypiserver_backend_port": service_port,
+    "tls_names": host_list,
+    "tls_cert": optional_local_file,
+    "tls_key": optional_local_file,
+    "upload_max_size": size,
+    "https_redirect_port": optional_port,
 }
 
 
@@ -260,7 +297,22 @@ def _inside(a: str, b: str) -> bool:
 def _check_layout(v: dict, where: str) -> None:
     """The service's directories are distinct: none inside another (the packages dir is
     the service user's; the others are root's). The htpasswd file lives in neither the
-    packages dir nor the venv or wheels."""
+    packages dir nor the venv or wheels. The ports are distinct; a certificate comes with
+    its key."""
+    ports = {"pypiserver_port": v["pypiserver_port"]}
+    if v["tls"]:
+        ports["pypiserver_backend_port"] = v["pypiserver_backend_port"]
+        if v["https_redirect_port"]:
+            ports["https_redirect_port"] = v["https_redirect_port"]
+    seen: dict[int, str] = {}
+    for k, p in ports.items():
+        if p in seen:
+            raise InventoryError(f"{where}: {k} {p} is also {seen[p]}: give each its own port")
+        seen[p] = k
+    for have, lacks in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
+        if v[have] and not v[lacks]:
+            raise InventoryError(f"{where}: {have} is set without {lacks}: set both, or neither "
+                                 f"(a private CA then signs one)")
     dirs = {k: v[k] for k in DIR_VARS}
     for a, pa in dirs.items():
         for b, pb in dirs.items():

@@ -44,8 +44,13 @@ def capture(target) -> dict:
         chosen = choose_python(host)
         for f in wheels.ensure_wheelhouse(chosen[0], host.glibc, host.arch):
             wheel_names[f.name] = f.stat().st_size
+    from provision import tls
+
     return {
         "ssh_host": target.ssh_host, "ssh_user": host.ssh_user,
+        # the private CA's certificate the host's was signed by (deploy and capture with the
+        # same PROVISION_CA_DIR); never its key
+        "ca_cert": tls.ensure_ca().cert_pem.decode() if role.vars(target)["tls"] else "",
         "vars": {k: v for k, v in target.vars.items() if not k.startswith("ansible_")
                  and k not in ("ssh_user", "ssh_port", "ssh_key", "known_hosts")},
         "wheels": wheel_names,

@@ -58,7 +58,7 @@ CACHE_DIR = Path(os.environ.get("PROVISION_TESTHOST_CACHE", "/var/cache/provisio
 
 #: Bump whenever the image recipe below changes: cached images of another
 #: version are ignored and a fresh one is built.
-IMAGE_VERSION = "2"
+IMAGE_VERSION = "3"
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("PROVISION_TESTHOST_MIRROR", "http://deb.debian.org/debian")
@@ -386,6 +386,7 @@ def _configure_image(root: Path) -> None:
     (root / "etc/systemd/system/user@.service.d/testhost.conf").write_text(
         "[Service]\nTimeoutStopSec=5s\n")
 
+    _local_apt_repo(root)
     (root / "etc/apt/apt.conf.d/99testhost").write_text(_APT_CONF)
     (root / "etc/resolv.conf").unlink(missing_ok=True)
     (root / "etc/resolv.conf").write_text("# testhost: no DNS; the guest only reaches its veth peer\n")
@@ -401,6 +402,47 @@ def _configure_image(root: Path) -> None:
     _run([*systemctl, "mask", *_MASKED_UNITS], "image setup (systemctl mask)")
     _run(["chroot", str(root), "apt-get", "clean"], "image setup (apt-get clean)",
          env={"PATH": _GUEST_PATH})
+
+
+#: what deploys install from the host's package manager, offered by its local repository
+LOCAL_REPO_PACKAGES = ["nginx"]
+LOCAL_REPO = "/srv/testhost-apt"
+
+
+def _local_apt_repo(root: Path) -> None:
+    """The host's only package source: a local repository of the .deb files a deploy
+    installs (nginx and what it needs beyond the image), downloaded here from the image's
+    own suite and not installed, so a deploy's `apt-get install nginx` really runs."""
+    import hashlib
+
+    apt = ["chroot", str(root), "apt-get", "-q", "-o", "Acquire::Check-Valid-Until=false",
+           "-o", "Acquire::Check-Date=false"]
+    env = {"PATH": _GUEST_PATH, "LANG": "C", "DEBIAN_FRONTEND": "noninteractive"}
+    _run([*apt, "clean"], "image setup (apt-get clean)", env=env)   # debootstrap's own debs
+    _run([*apt, "update"], "image setup (apt-get update)", env=env)
+    _run([*apt, "install", "-y", "--download-only", "--no-install-recommends", *LOCAL_REPO_PACKAGES],
+         "image setup (apt-get --download-only)", env=env)
+    repo = root / LOCAL_REPO.lstrip("/")
+    repo.mkdir(parents=True, exist_ok=True)
+    stanzas = []
+    for deb in sorted((root / "var/cache/apt/archives").glob("*.deb")):
+        target = repo / deb.name
+        shutil.move(str(deb), target)
+        data = target.read_bytes()
+        control = _run(["dpkg-deb", "-f", str(target)], "dpkg-deb -f").stdout.rstrip("\n")
+        stanzas.append(f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
+                       f"MD5sum: {hashlib.md5(data).hexdigest()}\n"
+                       f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
+    if not stanzas:
+        raise TestHostError("image setup: apt-get downloaded no .deb for the local repository")
+    (repo / "Packages").write_text("\n".join(stanzas))
+    (root / "etc/apt/sources.list").write_text(
+        f"# testhost: no route outside the veth link; the packages deploys install, kept here\n"
+        f"deb [trusted=yes] file:{LOCAL_REPO} ./\n")
+    for f in (root / "etc/apt/sources.list.d").glob("*"):
+        f.unlink()
+    shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
+    (root / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
 
 
 def _prune_old_images(keep: Path) -> None:

@@ -22,8 +22,26 @@ from testing import testhost as th
 from tests import external as ext
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_ca_dir(tmp_path_factory):
+    """The tests' private CA (made on first use) lives in a folder of the session's own,
+    never in the user's ~/.config/provision/ca; deploys run by the tests inherit it."""
+    folder = tmp_path_factory.mktemp("ca")
+    before = os.environ.get("PROVISION_CA_DIR")
+    os.environ["PROVISION_CA_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("PROVISION_CA_DIR", None)
+    else:
+        os.environ["PROVISION_CA_DIR"] = before
+
+
 def pytest_collection_modifyitems(config, items):
-    """With external hosts, skip the nspawn harness's own tests (pwdeploy user, hostname, nspawn reboot)."""
+    """Tests that download from PyPI are out of the fast lane (`-m "not integration"`) too.
+    With external hosts, skip the nspawn harness's own tests (pwdeploy user, hostname, nspawn reboot)."""
+    for item in items:
+        if item.get_closest_marker("network"):
+            item.add_marker(pytest.mark.integration)
     if not os.environ.get(ext.ENV_HOSTS, "").strip():
         return
     skip = pytest.mark.skip(reason=f"{ext.ENV_HOSTS} is set: test_testhost.py checks the local "

@@ -24,18 +24,31 @@ RECORD_DIR = "/var/lib/provision"
 RECORDED = ("pypiserver_port", "pypiserver_listen", "pypiserver_user", "pypiserver_venv",
             "pypiserver_wheels_dir", "pypiserver_packages_dir", "pypiserver_config_dir",
             "pypiserver_htpasswd", "pypiserver_authenticate", "pypiserver_extra_args",
-            "pypiserver_url_host", "offline", "centos7_vault")
+            "pypiserver_url_host", "offline", "centos7_vault", "tls", "pypiserver_backend_port",
+            "tls_names", "tls_cert", "tls_key", "upload_max_size", "https_redirect_port")
 RECORD_FORMAT = 1
 UNIT_DIR = "/etc/systemd/system"
 
 
 def index_url(v: dict, address: str) -> str:
-    """``http://HOST:PORT/``: the index clients use (pypiserver_url_host, else the address we
-    reached the host at; a bare IPv6 address in brackets)."""
+    """``https://HOST:PORT/`` (``http`` with tls: false): the index clients use
+    (pypiserver_url_host, else the address we reached the host at; a bare IPv6 address in
+    brackets)."""
     host = v["pypiserver_url_host"] or address
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{v['pypiserver_port']}/"
+    return f"{'https' if v.get('tls') else 'http'}://{host}:{v['pypiserver_port']}/"
+
+
+def tls_names(v: dict, target) -> list[str]:
+    """Every name and address clients use for the host: the certificate's SANs."""
+    names = [v["pypiserver_url_host"], target.resolved_host or "", target.ssh_host, *v["tls_names"]]
+    out: list[str] = []
+    for n in names:
+        n = n.strip("[]")
+        if n and n not in out:
+            out.append(n)
+    return out
 
 
 def record_path(service: str) -> str:

@@ -10,61 +10,66 @@ from .base import Command, Plan, Step, WriteFile, q
 
 
 class FirewallPort(Step):
-    """A TCP port open in firewalld, permanently and at runtime (both, or it drifts);
-    on hosts without firewalld but with an active ufw, a ufw rule.
+    """TCP ports open in firewalld, permanently and at runtime (both, or it drifts); on
+    hosts without firewalld but with an active ufw, ufw rules.
 
-    The port opened is recorded on the host (`record`): when the port changes, the one
-    this tool opened before is closed, so a move leaves no stale hole behind.
+    The ports opened are recorded on the host (`record`): a port this tool opened before and
+    no longer uses is closed, so a move leaves no stale hole behind.
     """
 
-    def __init__(self, port: int, record: str):
-        self.port, self.record = port, record
-        self.name = f"Ensure the firewall allows {port}/tcp."
+    def __init__(self, port: int | list[int], record: str):
+        self.ports = [port] if isinstance(port, int) else list(port)
+        self.record = record
+        shown = ", ".join(f"{p}/tcp" for p in self.ports)
+        self.name = f"Ensure the firewall allows {shown}."
 
     def probes(self):
-        return {"runtime": FirewalldRuntimePort(self.port), "permanent": FirewalldZone(),
-                "ufw": Ufw(), "record": FileText(self.record)}
+        return {**{f"runtime{p}": FirewalldRuntimePort(p) for p in self.ports},
+                "permanent": FirewalldZone(), "ufw": Ufw(), "record": FileText(self.record)}
 
     def _old_ports(self, probed) -> list[int]:
         return sorted({int(w) for w in (probed["record"] or "").split()
-                       if w.isdigit() and 0 < int(w) < 65536 and int(w) != self.port})
+                       if w.isdigit() and 0 < int(w) < 65536 and int(w) not in self.ports})
 
     def plan(self, facts, probed):
         old = self._old_ports(probed)
         if not facts.firewalld:
             return self._ufw(probed, old)
-        runtime = probed["runtime"]
-        permanent = (self.port, "tcp") in probed["permanent"].ports
-        actions = []
-        if not permanent:
-            actions.append(Command(f"firewall-cmd -q --permanent --add-port={self.port}/tcp"))
-        if not runtime:
-            actions.append(Command(f"firewall-cmd -q --add-port={self.port}/tcp"))
+        actions, missing = [], []
+        for p in self.ports:
+            permanent = (p, "tcp") in probed["permanent"].ports
+            runtime = probed[f"runtime{p}"]
+            if not permanent:
+                actions.append(Command(f"firewall-cmd -q --permanent --add-port={p}/tcp"))
+            if not runtime:
+                actions.append(Command(f"firewall-cmd -q --add-port={p}/tcp"))
+            gaps = [w for w, have in (("permanent", permanent), ("runtime", runtime)) if not have]
+            if gaps:
+                missing.append(f"{p}/tcp {' and '.join(gaps)}")
         for p in old:
             actions.append(Command(f"firewall-cmd -q --permanent --remove-port={p}/tcp; "
                                    f"firewall-cmd -q --remove-port={p}/tcp; :"))
-        missing = [w for w, have in (("permanent", permanent), ("runtime", runtime)) if not have]
-        note = f"firewalld: open {' and '.join(missing)}" if missing else "firewalld: open"
+        note = f"firewalld: open {'; '.join(missing)}" if missing else "firewalld: open"
         return self._with_record(actions, probed, note, old)
 
     def _ufw(self, probed, old) -> Plan:
         ufw = probed["ufw"]
+        shown = ", ".join(f"{p}/tcp" for p in self.ports)
         if not ufw.active:
-            return Plan(note=f"no firewalld and no active ufw: {self.port}/tcp left to you")
-        actions = []
-        if f"{self.port}/tcp" not in ufw.allowed:
-            actions.append(Command(f"ufw allow {self.port}/tcp"))
+            return Plan(note=f"no firewalld and no active ufw: {shown} left to you")
+        actions = [Command(f"ufw allow {p}/tcp") for p in self.ports if f"{p}/tcp" not in ufw.allowed]
         actions += [Command(f"ufw delete allow {p}/tcp") for p in old if f"{p}/tcp" in ufw.allowed]
         return self._with_record(actions, probed, "ufw: open", old)
 
     def _with_record(self, actions: list, probed, note: str, old: list[int]) -> Plan:
-        """Actions plus, when the record is not just this port, rewriting it."""
+        """Actions plus, when the record is not just these ports, rewriting it."""
         if old:
             note += f"; close {', '.join(f'{p}/tcp' for p in old)} (opened here before)"
         recorded = (probed["record"] or "").strip()
-        if actions or recorded.split() != [str(self.port)]:
+        want = " ".join(str(p) for p in self.ports)
+        if actions or recorded.split() != want.split():
             actions = actions + [Command(f"mkdir -p {q(str(Path(self.record).parent))}"),
-                                 WriteFile(self.record, f"{self.port}\n".encode(),
+                                 WriteFile(self.record, f"{want}\n".encode(),
                                            old=(recorded + "\n").encode() if recorded else b"")]
         return Plan(actions, note)
 
@@ -72,23 +77,31 @@ class FirewallPort(Step):
 class PortFree(Step):
     """Guard: fail before changing anything if another program holds the port."""
 
-    def __init__(self, port: int, service: str):
-        self.port, self.service = port, service
-        self.name = f"Ensure port {port} is free for {service}."
+    def __init__(self, port: int, service: str, also: tuple[str, ...] = ()):
+        # also: other services of ours that may hold it (nginx in front of pypiserver)
+        self.port, self.service, self.also = port, service, also
+        self.name = f"Ensure port {port} is free for {service}" + \
+            (f" (or held by {', '.join(also)})." if also else ".")
 
     def probes(self):
-        return {"state": ServiceState(self.service), "listeners": Listeners(self.port)}
+        return {"state": ServiceState(self.service), "listeners": Listeners(self.port),
+                **{f"also{i}": ServiceState(s) for i, s in enumerate(self.also)}}
 
     def plan(self, facts, probed):
         listeners, ours = probed["listeners"], probed["state"].main_pid
+        owners = {probed[f"also{i}"].main_pid: s for i, s in enumerate(self.also)}
+        owners[ours] = self.service
+        owners.pop(0, None)
+        pids = set(owners)
         if listeners is None:
             raise StepError(f"cannot check port {self.port}: the host has no `ss` (install iproute2)")
         for users in listeners:
             if not users:
                 raise StepError(f"port {self.port} is already in use (owner not shown by ss): "
                                 f"choose another with --port")
-            if all(pid != ours for _, pid in users):
+            if all(pid not in pids for _, pid in users):
                 names = ", ".join(f"{n} (pid {p})" for n, p in users)
                 raise StepError(f"port {self.port} is already used by {names}: stop it or "
                                 f"choose another with --port")
-        return Plan(note="free" if not ours else f"held by {self.service} (pid {ours})")
+        held = [p for users in listeners for _, p in users if p in pids]
+        return Plan(note=f"held by {owners[held[0]]} (pid {held[0]})" if held else "free")

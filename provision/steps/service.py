@@ -64,10 +64,11 @@ class Restart(Step):
     dies between the change and the restart leaves the restart owed to the next run.
     """
 
-    def __init__(self, service: str, handler: str):
-        self.service, self.handler = service, handler
+    def __init__(self, service: str, handler: str, reload: str | None = None):
+        # reload: the shell that reloads it instead (nginx: test the configuration first)
+        self.service, self.handler, self.reload = service, handler, reload
         self.marker = f"/var/lib/provision/restart-pending-{service}"
-        self.name = f"Restart {service} (handler: {handler})."
+        self.name = f"{'Reload' if reload else 'Restart'} {service} (handler: {handler})."
 
     def probes(self):
         return {"state": ServiceState(self.service), "pending": PathExists(self.marker)}
@@ -82,6 +83,8 @@ class Restart(Step):
         clear = Command(f"rm -f {q(self.marker)}")
         if probed["state"].active != "active":
             return Plan([clear], "was not running: started with the new configuration")
+        if self.reload:
+            return Plan([Command(self.reload), clear], "inputs changed")
         # daemon-reload first: a run that died between writing the unit and reloading
         # systemd left the old unit loaded, and a plain restart would bring it back
         return Plan([Command(f"systemctl daemon-reload && systemctl restart {q(self.service)}"), clear],

@@ -74,7 +74,7 @@ def test_write_merged_backs_up_and_sets_mode(tmp_path):
 
 def test_cli_writes_where_told(tmp_path):
     """Through the real CLI, no server needed with --url: e.g. a venv's own pip.conf."""
-    from tests.helpers import invoke
+    from tests.helpers import invoke_here as invoke
 
     venv_conf, rc = tmp_path / "venv" / "pip.conf", tmp_path / "pypirc"
     res = invoke("client-config", "--url", "https://pypi.example.org/", "--no-verify", "--username", "ci",
@@ -229,15 +229,16 @@ def test_files_over_1_mib_refused(tmp_path):
 
 
 def test_cli_refusals_touch_nothing(tmp_path):
-    """One line and exit 2; a refused --pip-conf leaves .pypirc unwritten too."""
-    from tests.helpers import invoke
+    """One line and exit 2; a refused --pip-conf leaves .pypirc unwritten too (the binary
+    once, the same program in this process for the rest)."""
+    from tests.helpers import invoke, invoke_here
 
     args = ("client-config", "--no-verify", "--write", "--pypirc", str(tmp_path / "pypirc"))
     pip_conf = str(tmp_path / "pip.conf")
     for extra, why in [(("--url", URL, "--pip-conf", "/dev/full"), "/dev/full is not a regular file"),
                        (("--url", URL, "--pip-conf", pip_conf, "--username", "ci\n[evil]"), "bad --username"),
                        (("--url", "http://h:99999/", "--pip-conf", pip_conf), "Port out of range")]:
-        res = invoke(*args, *extra, timeout=60)
+        res = invoke_here(*args, *extra)
         assert res.returncode == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.stderr
         assert res.stderr.count("\n") == 1
     res = invoke(*args, "--url", URL, "--pip-conf", pip_conf, "--password-stdin", input=" pw\n", timeout=60)

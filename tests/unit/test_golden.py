@@ -26,15 +26,23 @@ UPDATE = os.environ.get("PROVISION_UPDATE_GOLDEN") == "1"
 
 
 def render_plan(plans) -> str:
+    """Every step, its note and actions; certificates (issued fresh each time) and the
+    session's CA folder as placeholders."""
+    from provision import tls
+
     out = []
     for step, plan in plans:
-        out.append(f"{'changed' if plan.changed else 'ok':8}{step.name}  [{plan.note}]")
+        note = plan.note.replace(str(tls.ca_dir()), "$PROVISION_CA_DIR")
+        out.append(f"{'changed' if plan.changed else 'ok':8}{step.name}  [{note}]")
         for a in plan.actions:
             if isinstance(a, Command):
                 out += ["    $ " + line for line in a.sh.splitlines()]
             elif isinstance(a, WriteFile):
-                out.append(f"    write {a.path} ({a.owner}:{a.group} {a.mode:04o}, {len(a.content)} bytes)")
-                if not a.secret:
+                size = "PEM" if a.content.startswith(b"-----BEGIN") else f"{len(a.content)} bytes"
+                out.append(f"    write {a.path} ({a.owner}:{a.group} {a.mode:04o}, {size})")
+                if a.content.startswith(b"-----BEGIN"):
+                    out.append("    | (PEM)")
+                elif not a.secret:
                     out += ["    | " + line for line in a.content.decode().splitlines()]
             elif isinstance(a, Upload):
                 out.append(f"    upload {len(a.files)} files to {a.dest}")
@@ -68,13 +76,19 @@ def converged_outputs(name: str) -> tuple[dict, dict]:
     return data, {fact: Output(v.get("out", ""), v.get("rc")) for fact, v in data["outputs"].items()}
 
 
-def test_converged_host_plans_nothing(tmp_path):
+def test_converged_host_plans_nothing(tmp_path, monkeypatch):
     """Outputs captured from a deployed test host (testing/capture.py): every step is ok.
 
     A change meant to alter what a deploy writes (the unit, the record...) fails here: every
     deployed host would change too. If that is intended, say so in the change and recapture:
     python -m testing.capture tests/unit/data/hosts/debian-12-converged.yml"""
     data, outputs = converged_outputs("debian-12-converged")
+    # the CA that signed the host's certificate (its key is not needed: nothing is issued)
+    ca = tmp_path / "ca"
+    ca.mkdir()
+    (ca / "ca.crt").write_text(data["ca_cert"])
+    (ca / "ca.key").write_text("not kept: a converged host needs no new certificate\n")
+    monkeypatch.setenv("PROVISION_CA_DIR", str(ca))
     facts = distro_facts("debian-12")
     facts.ssh_user = data["ssh_user"]
     target = Target(name="pypi1", ssh_host=data["ssh_host"], vars=data["vars"])

@@ -33,7 +33,7 @@ def written(plan):
     ("debian-12", "/usr/bin/python3.11", "pip==26.3", ["apt-get install -y -q --no-install-recommends python3 python3-venv "]),
 ])
 def test_fresh_host_plan_per_distro(distro, python, pip_pin, installers):
-    plan = fresh_plan(distro)
+    plan = fresh_plan(distro, tls=False)     # the plain http layout (tls: true is below)
     cmds = commands(plan)
     # exactly these package-manager commands, in this order
     installs = [c for c in cmds if c.startswith(("yum ", "if yum ", "apt-get "))]
@@ -76,7 +76,8 @@ def test_unit_hardening_follows_systemd_version():
 
 
 def test_exec_start_quotes_every_argument():
-    plan = fresh_plan("debian-12", pypiserver_extra_args=["--fallback-url", "https://x.invalid/$HOME%n\"q"])
+    plan = fresh_plan("debian-12", tls=False,
+                      pypiserver_extra_args=["--fallback-url", "https://x.invalid/$HOME%n\"q"])
     unit = written(plan)["/etc/systemd/system/pypiserver.service"].content.decode()
     exec_line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
     assert exec_line == (
@@ -86,10 +87,50 @@ def test_exec_start_quotes_every_argument():
 
 
 def test_port_flag_changes_unit_and_firewall():
-    plan = fresh_plan("debian-12", pypiserver_port=8080)
+    plan = fresh_plan("debian-12", pypiserver_port=8080, tls=False)
     assert "firewall-cmd -q --add-port=8080/tcp" in commands(plan)
     unit = written(plan)["/etc/systemd/system/pypiserver.service"].content.decode()
     assert '"--port" "8080"' in unit
+
+
+@pytest.mark.parametrize("distro,installs", [
+    ("debian-12", ["apt-get install -y -q --no-install-recommends python3 python3-venv nginx "]),
+    ("rocky-9", ["yum install -y -q tar nginx /usr/sbin/semanage"]),
+    ("centos-7", ["yum install -y -q tar nginx /usr/sbin/semanage"]),
+])
+def test_https_front_by_default(distro, installs):
+    """tls: true (the default): nginx on the public port with TLS, pypiserver on the
+    loopback, the certificate from the private CA, the public port (only) opened."""
+    plan = fresh_plan(distro, pypiserver_port=8080, https_redirect_port=80)
+    cmds, files = commands(plan), written(plan)
+    assert any(c.startswith(installs[0]) for c in cmds), cmds
+    unit = files["/etc/systemd/system/pypiserver.service"].content.decode()
+    assert '"--host" "127.0.0.1" "--port" "18000"' in unit
+    site = files["/etc/nginx/conf.d/pypiserver.conf"].content.decode()
+    assert "listen 0.0.0.0:8080 ssl;" in site and "server 127.0.0.1:18000;" in site
+    assert "listen 0.0.0.0:80;" in site and "return 301 https://$host:8080$request_uri;" in site
+    assert "error_page 497 =301 https://$host:$server_port$request_uri;" in site
+    assert "alias /srv/pypi/packages/;" in site and "client_max_body_size 512m;" in site
+    key, cert = files["/etc/pypiserver/tls/server.key"], files["/etc/pypiserver/tls/server.crt"]
+    assert (key.owner, key.mode, key.secret) == ("root", 0o600, True)
+    assert cert.content.startswith(b"-----BEGIN CERTIFICATE-----") and cert.mode == 0o644
+    from provision import tls
+    assert tls.renewal_reason(cert.content, tls.ensure_ca(), ["192.0.2.10"]) is None
+    if distro_facts(distro).firewalld:
+        assert "firewall-cmd -q --add-port=8080/tcp" in cmds and "firewall-cmd -q --add-port=80/tcp" in cmds
+        assert not any("18000" in c for c in cmds if c.startswith("firewall-cmd"))
+    selinux = [c for c in cmds if c.startswith(("setsebool", "semanage"))]
+    if distro_facts(distro).selinux_enabled:
+        assert selinux == [
+            "setsebool -P httpd_can_network_connect 1",
+            "semanage port -a -t http_port_t -p tcp 8080 2>/dev/null || "
+            "semanage port -m -t http_port_t -p tcp 8080",
+            "semanage fcontext -a -t httpd_sys_content_t '/srv/pypi/packages(/.*)?' && "
+            "restorecon -R /srv/pypi/packages",
+            "semanage fcontext -a -t cert_t '/etc/pypiserver/tls(/.*)?' && restorecon -R /etc/pypiserver/tls"]
+    else:
+        assert selinux == []
+    assert "setenforce" not in "\n".join(cmds)
 
 
 def test_offline_adds_the_wheelhouse_and_find_links(monkeypatch, tmp_path):

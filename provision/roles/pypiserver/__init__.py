@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import re
 import shlex
+import ssl
 import time
 from urllib.parse import urlsplit
 from functools import lru_cache
@@ -19,19 +20,21 @@ from pathlib import Path
 import yaml
 
 from ... import wheels
-from .. import RECORD_DIR, Role, index_url, record_content, record_path
+from .. import RECORD_DIR, Role, index_url, record_content, record_path, tls_names
 from ...errors import StepError, UnsupportedHost
 from ...facts import HostFacts, version_key
 from ...render import render
 from ...validate import role_vars, systemd_quote
 from ...steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, Restart,
                       Service, SystemUser, UnitFileOwned, Venv, Wheelhouse)
+from . import front
 from .steps import PythonFromRepos, VaultRepos
 
 HERE = Path(__file__).resolve().parent        # this role's folder: defaults.yml, vars/
 FAMILIES = ("Debian", "RedHat")
 SUPPORTED = "Debian 11+, Ubuntu 20.04+, CentOS 7, RHEL/Rocky/Alma 8 and 9"
 RESTART = "restart pypiserver"
+RELOAD_NGINX = "reload nginx"
 HEALTH_TIMEOUT = 30
 
 
@@ -96,9 +99,15 @@ class PypiserverRole(Role):
         def python(facts):
             return choose_python(facts, predict=True) or ("3", "python3")
 
+        tls_on = bool(v["tls"])
+        service = v["pypiserver_service"]
+        # behind nginx, pypiserver listens on the loopback only
+        listen, backend = ("127.0.0.1", v["pypiserver_backend_port"]) if tls_on else \
+            (v["pypiserver_listen"], port)
+
         def unit(facts):
-            argv = [f"{venv}/bin/pypi-server", "run", "--host", v["pypiserver_listen"],
-                    "--port", str(port), "--passwords", v["pypiserver_htpasswd"],
+            argv = [f"{venv}/bin/pypi-server", "run", "--host", listen,
+                    "--port", str(backend), "--passwords", v["pypiserver_htpasswd"],
                     "--authenticate", v["pypiserver_authenticate"], "--server", "auto",
                     "--backend", "cached-dir", *v["pypiserver_extra_args"],
                     v["pypiserver_packages_dir"]]
@@ -106,15 +115,21 @@ class PypiserverRole(Role):
                           exec_start=" ".join(systemd_quote(a) for a in argv), systemd=facts.systemd)
 
         unit_path = f"/etc/systemd/system/{v['pypiserver_service']}.service"
-        packages = Packages({f: fam[f]["packages"] for f in FAMILIES},
-                            {f: fam[f]["install"] for f in FAMILIES})
+        packages = Packages({f: fam[f]["packages"] + (fam[f]["front_packages"] if tls_on else [])
+                             for f in FAMILIES}, {f: fam[f]["install"] for f in FAMILIES})
         rh = fam["RedHat"]
+        tls_dir = f"{v['pypiserver_config_dir']}/tls"
+        material = front.TlsMaterial(v["tls_cert"], v["tls_key"], lambda: tls_names(v, target))
         # guards first: phase 1 is planned whole before anything runs, so a refusal here
         # leaves the host untouched
         system = [
-            PortFree(port, v["pypiserver_service"]),
-            UnitFileOwned(v["pypiserver_service"], unit_path),
+            PortFree(port, service, also=("nginx",) if tls_on else ()),
+            *([PortFree(backend, service)] if tls_on else []),
+            *([PortFree(v["https_redirect_port"], "nginx")] if tls_on and v["https_redirect_port"] else []),
+            *([front.TlsInputs(material)] if tls_on else []),
+            UnitFileOwned(service, unit_path),
             VaultRepos(rh["vault_url"], rh["vault_altarch_url"], enabled=bool(v["centos7_vault"])),
+            *([front.Epel7Archive(enabled=bool(v["centos7_vault"]))] if tls_on else []),
             packages,
             PythonFromRepos(rh["python_candidates"], rh["current_python"],
                             wheels.supported_pythons(), rh["install"]),
@@ -139,8 +154,30 @@ class PypiserverRole(Role):
                  name=f"Ensure the htpasswd file {v['pypiserver_htpasswd']} exists (root:{user} 0640)."),
             _Rendered(unit_path, unit, on_change=("systemctl daemon-reload",),
                       notify=(RESTART,), name=f"Ensure the systemd unit {unit_path} is up to date."),
-            Service(v["pypiserver_service"]),
-            FirewallPort(port, record=f"{RECORD_DIR}/firewall-port-{v['pypiserver_service']}"),
+            Service(service),
+        ]
+        if tls_on:
+            conf = render("pypiserver/nginx.conf.j2", service=service, backend_port=backend,
+                          port=port, listen=_nginx_address(v["pypiserver_listen"]),
+                          redirect_port=v["https_redirect_port"], cert=f"{tls_dir}/server.crt",
+                          key=f"{tls_dir}/server.key", upload_max_size=v["upload_max_size"],
+                          packages_dir=v["pypiserver_packages_dir"])
+            rest += [
+                front.SelinuxFront(port, v["pypiserver_packages_dir"], tls_dir),
+                front.ServerCertificate(material, f"{tls_dir}/server.crt", f"{tls_dir}/server.key",
+                                        notify=(RELOAD_NGINX,)),
+                # what clients trust, for client-config to fetch (the private CA only)
+                *([_Rendered(f"{tls_dir}/ca.crt", lambda facts: material.ca_pem().decode(),
+                             name=f"Ensure the CA certificate clients trust is in {tls_dir}/ca.crt.")]
+                  if not v["tls_cert"] else []),
+                File(f"/etc/nginx/conf.d/{service}.conf", conf, "root", "root", 0o644,
+                     notify=(RELOAD_NGINX,), name=f"Ensure the nginx site /etc/nginx/conf.d/{service}.conf "
+                                                  f"is up to date."),
+                Service("nginx"),
+            ]
+        ports = [port] + ([v["https_redirect_port"]] if tls_on and v["https_redirect_port"] else [])
+        rest += [
+            FirewallPort(ports, record=f"{RECORD_DIR}/firewall-port-{service}"),
             # last: what later runs (client-config, mirror, a plain deploy) take as deployed
             Directory(RECORD_DIR, "root", "root", 0o755),
             File(record_path(v["pypiserver_service"]), record_content(v), "root", "root", 0o644,
@@ -149,7 +186,12 @@ class PypiserverRole(Role):
         return [system, rest]
 
     def handlers(self, target):
-        return {RESTART: Restart(self.vars(target)["pypiserver_service"], RESTART)}
+        v = self.vars(target)
+        out = {RESTART: Restart(v["pypiserver_service"], RESTART)}
+        if v["tls"]:   # after pypiserver's restart: it frees the public port for nginx
+            out[RELOAD_NGINX] = Restart("nginx", RELOAD_NGINX,
+                                        reload="nginx -t -q && systemctl reload nginx")
+        return out
 
     # -- host checks --------------------------------------------------------------
     def check_host(self, facts: HostFacts) -> None:
@@ -196,24 +238,41 @@ class PypiserverRole(Role):
         host = v["pypiserver_url_host"] or target.resolved_host or target.ssh_host
         port = v["pypiserver_port"]
         service = v["pypiserver_service"]
-        label = f"Ensure the index answers at {self.url(target)} (waitress)."
+        tls_on = bool(v["tls"])
+        label = f"Ensure the index answers at {self.url(target)} " + \
+            ("(nginx, TLS verified)." if tls_on else "(waitress).")
+        context = self._tls_context(v) if tls_on else None
         start = time.monotonic()
         deadline = start + (0 if check else HEALTH_TIMEOUT)
         next_look, restarts = start + 3, None
         last = "no answer"
         while True:
             try:
-                conn = http.client.HTTPConnection(host, port, timeout=5)
+                if context is not None:
+                    conn = http.client.HTTPSConnection(host.strip("[]"), port, timeout=5, context=context)
+                else:
+                    conn = http.client.HTTPConnection(host, port, timeout=5)
                 conn.request("GET", "/", headers={"Connection": "close"})
+                # the handshake is done: the certificate served (the socket goes with the response)
+                served = conn.sock.getpeercert(binary_form=True) if context is not None else None
                 resp = conn.getresponse()
-                resp.read()
+                body = resp.read()
                 server = resp.getheader("Server", "")
                 conn.close()
-                if resp.status == 200 and "waitress" in server.lower():
+                if context is not None:
+                    wrong = self._wrong_certificate(v, served)
+                    if wrong:
+                        return "failed", label, wrong
+                    if resp.status == 200 and b"pypiserver" in body:
+                        return "ok", label, f"HTTP 200 over TLS from {server or 'nginx'}, pypiserver behind it"
+                elif resp.status == 200 and "waitress" in server.lower():
                     return "ok", label, f"HTTP 200 from {server}"
                 last = f"HTTP {resp.status} from {server or 'unknown server'}"
                 if resp.status == 200:
-                    return "failed", label, f"answers, but not with waitress ({last})"
+                    return "failed", label, (f"answers, but not with waitress ({last})" if context is None
+                                             else f"answers, but not with pypiserver's page ({last})")
+            except ssl.SSLCertVerificationError as exc:
+                return "failed", label, f"the certificate does not verify: {exc.verify_message}"
             except (OSError, http.client.HTTPException) as exc:
                 last = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             now = time.monotonic()
@@ -236,8 +295,36 @@ class PypiserverRole(Role):
                                              f"({last}){self.diagnose(service, run)}")
             if now > deadline:
                 return "failed", label, (f"no healthy answer within {HEALTH_TIMEOUT} s: {last}"
-                                         f"{self.diagnose(service, run)}")
+                                         f"{self.diagnose(service, run)}"
+                                         f"{self.diagnose('nginx', run) if tls_on else ''}")
             time.sleep(0.25)
+
+    @staticmethod
+    def _tls_context(v: dict) -> ssl.SSLContext:
+        """The private CA's certificate verifies the host's; a certificate of yours is
+        compared with the one nginx serves instead (your CA is not ours to know)."""
+        from ... import tls
+
+        if v["tls_cert"]:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return ssl.create_default_context(cafile=str(tls.ensure_ca().path))
+
+    @staticmethod
+    def _wrong_certificate(v: dict, served: bytes | None) -> str:
+        from ... import tls
+
+        if not v["tls_cert"] or served is None:
+            return ""
+        import hashlib
+        from pathlib import Path as P
+
+        want = tls.fingerprint(P(v["tls_cert"]).read_bytes())
+        if hashlib.sha256(served).hexdigest() != want:
+            return f"nginx serves another certificate than {v['tls_cert']}"
+        return ""
 
     @staticmethod
     def diagnose(service: str, run) -> str:
@@ -251,10 +338,31 @@ class PypiserverRole(Role):
         return "\n" + "\n".join(lines + [f"-- more: journalctl -u {service} -e   (on the host)"])
 
     def summary(self, target, facts) -> list[str]:
+        v = self.vars(target)
         url = self.url(target) + "simple/"
         host = urlsplit(url).hostname                  # pip's --trusted-host: no brackets
-        return [f"index: {url}",
-                f"pip: pip install --index-url {url} --trusted-host {shlex.quote(host)} NAME"]
+        if not v["tls"]:
+            return [f"index: {url}",
+                    f"pip: pip install --index-url {url} --trusted-host {shlex.quote(host)} NAME",
+                    "warning: tls: false: plain http, upload passwords cross the network in clear "
+                    "text; remove tls: false for HTTPS"]
+        from ... import tls
+
+        lines = [f"index: {url}"]
+        if v["tls_cert"]:
+            lines.append(f"pip: pip install --index-url {url} NAME")
+        else:
+            lines.append(f"pip: pip install --index-url {url} --cert {shlex.quote(str(tls.ca_dir() / 'ca.crt'))} NAME")
+        lines.append(f"clients: invoke client-config -H {target.name} --write (pip.conf, .pypirc, "
+                     f"the CA they trust)")
+        if target.deployed and not target.recorded.get("tls", False):
+            lines.append("note: this server moved to https on the same port: clients must now use "
+                         f"{url} (plain http is redirected; run client-config again)")
+        return lines
+
+
+def _nginx_address(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 class _Rendered(File):

@@ -1,0 +1,234 @@
+"""The HTTPS front: nginx with TLS before pypiserver (tls: true, the default).
+
+nginx listens on the public port with TLS, serves ``/packages/`` from disk and proxies the
+rest to pypiserver, which listens on 127.0.0.1 only. The certificate comes from the user
+(tls_cert/tls_key, checked here before any host is touched) or from a private CA on this
+machine, reissued when it nears expiry or no longer covers the names clients use. On the Red
+Hat family: EPEL for CentOS 7 (archived like its base repos), and persistent SELinux rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ... import tls
+from ...errors import StepError, TlsError
+from ...facts import Fact, FileState
+from ...steps.base import Command, Plan, Step, WriteFile
+
+q = shlex.quote
+
+
+class TlsMaterial:
+    """The certificate source of one host, resolved once (on this machine)."""
+
+    def __init__(self, cert_file: str, key_file: str, names: Callable[[], list[str]]):
+        self.cert_file, self.key_file, self.names = cert_file, key_file, names
+        self.user: tls.Pair | None = None
+        self.ca: tls.CA | None = None
+        self._loaded = False
+
+    def load(self) -> None:
+        if self._loaded:
+            return
+        try:
+            if self.cert_file:
+                self.user = tls.load_user_pair(self.cert_file, self.key_file, self.names())
+            else:
+                self.ca = tls.ensure_ca()
+        except TlsError as exc:
+            raise StepError(str(exc)) from None
+        self._loaded = True
+
+    def ca_pem(self) -> bytes:
+        self.load()
+        return self.ca.cert_pem
+
+
+class TlsInputs(Step):
+    """Guard (first phase): the user's certificate and key are usable, or the private CA is
+    there (made on first use), before anything changes on the host."""
+
+    def __init__(self, material: TlsMaterial):
+        self.material = material
+        self.name = "Ensure the TLS certificate's source is usable."
+
+    def prepare(self, facts):
+        self.material.load()
+
+    def plan(self, facts, probed):
+        m = self.material
+        if m.user is not None:
+            return Plan(note=f"your certificate {m.cert_file} (key matches, covers "
+                             f"{', '.join(m.names())})")
+        return Plan(note=f"private CA {m.ca.path}")
+
+
+class ServerCertificate(Step):
+    """The server's certificate and key on the host (key root 0600, certificate 0644).
+
+    Yours: written when the host's differ. The private CA's: reissued (new key) when the host
+    has none, it expires within 30 days, no longer covers every name, or another CA signed it.
+    """
+
+    def __init__(self, material: TlsMaterial, cert_path: str, key_path: str, notify=()):
+        self.material, self.cert_path, self.key_path = material, cert_path, key_path
+        self.notify = notify
+        self.name = f"Ensure the TLS certificate {cert_path} is current."
+
+    def probes(self):
+        return {"cert": FileState(self.cert_path, content=True), "key": FileState(self.key_path)}
+
+    def prepare(self, facts):
+        self.material.load()
+
+    def plan(self, facts, probed):
+        m, cert, key = self.material, probed["cert"], probed["key"]
+        if m.user is not None:
+            same = cert is not None and cert.sha256 == hashlib.sha256(m.user.cert_pem).hexdigest() \
+                and key is not None and key.sha256 == hashlib.sha256(m.user.key_pem).hexdigest()
+            if same and key.stat.mode == 0o600 and key.stat.owner == "root":
+                return Plan(note=f"your certificate, {tls.days_left(m.user.cert_pem)} days left")
+            pair, why = m.user, "install your certificate"
+        else:
+            why = tls.renewal_reason(cert.content if cert else None, m.ca, m.names())
+            if why is None and key is None:
+                why = "its key is missing"
+            if why is None:
+                if key.stat.mode != 0o600 or key.stat.owner != "root":
+                    return Plan([Command(f"chown root:root {q(self.key_path)} && "
+                                         f"chmod 0600 {q(self.key_path)}")],
+                                f"fix the key's owner/mode {key.stat} \u2192 root:root 0600")
+                return Plan(note=f"{tls.days_left(cert.content)} days left, covers "
+                                 f"{', '.join(m.names())}")
+            pair = tls.issue(m.ca, m.names())
+            why = f"issue ({why}) for {', '.join(m.names())}"
+        d = q(self.key_path.rsplit("/", 1)[0])
+        return Plan([Command(f"install -d -o root -g root -m 0755 {d}"),
+                     WriteFile(self.key_path, pair.key_pem, mode=0o600, secret=True),
+                     WriteFile(self.cert_path, pair.cert_pem, mode=0o644,
+                               old=cert.content if cert else b"")], why)
+
+
+# -- CentOS 7: EPEL from its archive -----------------------------------------------------
+EPEL7_ARCHIVE = "https://archives.fedoraproject.org/pub/archive/epel/7"
+EPEL7_REPO = f"""# Managed by provision: EPEL 7 reached end of life and left its mirrors for the archive.
+[epel]
+name=Extra Packages for Enterprise Linux 7 - $basearch (archive)
+baseurl={EPEL7_ARCHIVE}/$basearch
+enabled=1
+gpgcheck=1
+gpgkey={EPEL7_ARCHIVE}/RPM-GPG-KEY-EPEL-7
+"""
+
+
+@dataclass(frozen=True)
+class EpelRepoFiles(Fact):
+    """The yum repo files that define an [epel] repo: {file: already on the archive}."""
+
+    def command(self):
+        return ("for f in $(grep -l '^\\[epel\\]' /etc/yum.repos.d/*.repo); do "
+                f"if grep -q '^baseurl={EPEL7_ARCHIVE}/' \"$f\"; then echo \"archive $f\"; "
+                "else echo \"dead $f\"; fi; done")
+
+    def parse(self, text, rc) -> dict[str, bool]:
+        return {parts[1]: parts[0] == "archive" for parts in (line.split(" ", 1) for line in
+                text.splitlines()) if len(parts) == 2}
+
+
+class Epel7Archive(Step):
+    """CentOS 7: nginx comes from EPEL 7, archived like the base repos. An [epel] repo
+    defined elsewhere (epel-release's metalink is dead) is pointed at the archive the way
+    the vault step does it (sed -i, original kept as .provision-orig); with none, a repo
+    file of ours is written. centos7_vault: false leaves repo files alone."""
+
+    PATH = "/etc/yum.repos.d/epel-provision.repo"
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.name = "Ensure EPEL 7 (for nginx) points at its archive (CentOS 7)."
+
+    def probes(self):
+        return {"files": EpelRepoFiles(), "ours": FileState(self.PATH, content=True)}
+
+    def plan(self, facts, probed):
+        if facts.os_id != "centos" or facts.os_major != "7":
+            return Plan(note="not CentOS 7")
+        files = {f: ok for f, ok in probed["files"].items() if f != self.PATH}
+        if not self.enabled:
+            return Plan(note="kept as it is (centos7_vault: false)")
+        if files:
+            a = EPEL7_ARCHIVE
+            dead = [f for f, ok in files.items() if not ok]
+            if not dead:
+                return Plan(note=f"{', '.join(files)} -> {a}")
+            sed = ("sed -i.provision-orig"
+                   r" -e 's|^\(metalink=https\{0,1\}://mirrors\.fedoraproject\.org.*\)|#\1|'"
+                   rf" -e 's|^#* *baseurl=https\{{0,1\}}://download\.fedoraproject\.org/pub/epel/7/|baseurl={a}/|'")
+            return Plan([Command(f"{sed} {q(f)}") for f in dead] + [Command("yum clean all -q")],
+                        f"{len(dead)} repo files -> {a} (EPEL 7's mirrors are gone)")
+        ours = probed["ours"]
+        if ours is not None and ours.content == EPEL7_REPO.encode():
+            return Plan(note=f"{self.PATH} -> {EPEL7_ARCHIVE}")
+        return Plan([WriteFile(self.PATH, EPEL7_REPO.encode(), old=ours.content if ours else b"")],
+                    f"write {self.PATH} -> {EPEL7_ARCHIVE}")
+
+
+# -- SELinux (Red Hat family, enforcing or permissive) -----------------------------------
+@dataclass(frozen=True)
+class SelinuxFrontState(Fact):
+    """What SELinux already allows nginx: the boolean, the port's type, our fcontext rules.
+    (semanage is slow, ~1 s: asked only where SELinux is on.)"""
+
+    port: int
+    paths: tuple[str, ...] = field(default=())
+
+    def command(self):
+        return ("if command -v getenforce >/dev/null && [ \"$(getenforce)\" != Disabled ]; then "
+                "getsebool httpd_can_network_connect; "
+                f"semanage port -l | awk '$1 == \"http_port_t\"' | grep -qw {int(self.port)} && "
+                f"echo port-ok; semanage fcontext -l -C; fi")
+
+    def parse(self, text, rc) -> dict:
+        return {"connect": "httpd_can_network_connect --> on" in text,
+                "port": "port-ok" in text.splitlines(),
+                "fcontext": {line.split()[0] for line in text.splitlines()
+                             if line.startswith("/") and len(line.split()) >= 2}}
+
+
+class SelinuxFront(Step):
+    """nginx may connect to the loopback backend, bind the public port, read the packages
+    and the certificate: persistent rules (setsebool -P, semanage port/fcontext, then
+    restorecon), never setenforce 0."""
+
+    def __init__(self, port: int, packages_dir: str, tls_dir: str):
+        self.port, self.packages_dir, self.tls_dir = port, packages_dir, tls_dir
+        self.name = "Ensure SELinux lets nginx serve the index (persistent rules)."
+
+    def rules(self) -> dict[str, str]:
+        return {f"{self.packages_dir}(/.*)?": "httpd_sys_content_t", f"{self.tls_dir}(/.*)?": "cert_t"}
+
+    def probes(self):
+        return {"state": SelinuxFrontState(self.port, tuple(self.rules()))}
+
+    def plan(self, facts, probed):
+        if facts.family != "RedHat" or not facts.selinux_enabled:
+            return Plan(note="SELinux not enabled" if facts.family == "RedHat" else "not the Red Hat family")
+        state, cmds, notes = probed["state"], [], []
+        if not state["connect"]:
+            cmds.append(Command("setsebool -P httpd_can_network_connect 1"))
+            notes.append("httpd_can_network_connect on")
+        if not state["port"]:
+            p = int(self.port)
+            cmds.append(Command(f"semanage port -a -t http_port_t -p tcp {p} 2>/dev/null || "
+                                f"semanage port -m -t http_port_t -p tcp {p}"))
+            notes.append(f"{p}/tcp as http_port_t")
+        for spec, kind in self.rules().items():
+            if spec not in state["fcontext"]:
+                path = spec[: -len("(/.*)?")]
+                cmds.append(Command(f"semanage fcontext -a -t {kind} {q(spec)} && restorecon -R {q(path)}"))
+                notes.append(f"{path} as {kind}")
+        return Plan(cmds, ", ".join(notes)) if cmds else Plan(note="rules in place")
