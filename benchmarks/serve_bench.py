@@ -383,7 +383,10 @@ def cpu_seconds(h, unit: str) -> float | None:
 
 def deploy(h, work: Path) -> None:
     from testing import testhost
-    inv = testhost.write_inventory([h], work / "inventory.yml", known_hosts=str(work / "known_hosts"))
+    # tls: false: this benchmark measures pypiserver's own serving (the HTTPS front, nginx,
+    # is measured by https_bench.py)
+    inv = testhost.write_inventory([h], work / "inventory.yml", known_hosts=str(work / "known_hosts"),
+                                   tls=False)
     argv = [str(REPO / ".venv/bin/invoke"), "deploy", "--inventory", str(inv), "--host", h.name]
     log(f"deploy: {' '.join(argv[1:])} ...")
     t0 = time.monotonic()

@@ -95,7 +95,9 @@ def check_password(password: str) -> str:
 
 
 def render(base_url: str, name: str, username: str | None, password: str | None,
-           extra: bool) -> tuple[str, str]:
+           extra: bool, cert: str | None = None) -> tuple[str, str]:
+    """(pip.conf, .pypirc) text; ``cert``: the CA bundle file pip and twine verify the
+    server with (a private CA's), or None (a publicly trusted certificate, or http)."""
     from .render import render as render_template
 
     if not _NAME.fullmatch(name):
@@ -109,9 +111,12 @@ def render(base_url: str, name: str, username: str | None, password: str | None,
     # pip refuses plain http otherwise. An IPv6 host goes bare (fd00::1), as pip's own
     # warning suggests: every pip matches that form, pip < 19.3 not the bracketed one.
     trusted = parts.hostname if parts.scheme == "http" else ""
-    pip_conf = render_template("client/pip.conf.j2", url=simple, extra=extra, trusted_host=trusted)
+    if cert is not None and (_control(cert) or cert != cert.strip()):
+        raise ClientConfigError(f"bad CA bundle path {cert!r}")
+    pip_conf = render_template("client/pip.conf.j2", url=simple, extra=extra, trusted_host=trusted,
+                               cert=cert or "")
     pypirc = render_template("client/pypirc.j2", name=name, repository=repository,
-                             username=username or "", password=password or "")
+                             username=username or "", password=password or "", cert=cert or "")
     return pip_conf, pypirc
 
 
@@ -297,44 +302,108 @@ def write_merged(path: Path, wanted: str, mode: int | None = None) -> str:
 VERIFY_TIMEOUT = 5.0
 
 
-def deployed_url(target) -> tuple[str, list[str]]:
-    """(base URL, notes): the index a deployed host serves, from its record of its last deploy.
+def deployed_url(target) -> tuple[str, list[str], bytes | None]:
+    """(base URL, notes, CA certificate): the index a deployed host serves, from its record of
+    its last deploy, and the private CA its certificate chains to (None: http, or a
+    certificate of the user's own, which their clients trust already).
 
-    One exec channel, as the SSH user (the record is world-readable: no sudo, no password).
-    Precedence as for a deploy: inventory variables over the record over the defaults.
+    One exec channel, as the SSH user (record and CA certificate are world-readable: no sudo,
+    no password). Precedence as for a deploy: inventory variables over the record over the
+    defaults.
     """
-    import shlex
-
     from .connection import Remote
+    from .facts import FileText, section_script, split_sections
     from .roles import index_url, parse_record, record_path
     from .validate import role_vars
 
-    path = record_path(role_vars(target)["pypiserver_service"])
+    v = role_vars(target)
+    path = record_path(v["pypiserver_service"])
+    record = FileText(path)
     remote = Remote(target)
     try:
-        res = remote.run_as_user(f"cat {shlex.quote(path)} 2>/dev/null; :")
+        # the CA's usual place; the record may name another config dir: read again then
+        ca_path = f"{v['pypiserver_config_dir']}/tls/ca.crt"
+        out = split_sections(remote.run_as_user(section_script(
+            {"record": record.command(), "ca": FileText(ca_path).command()})).stdout)
+        recorded = parse_record(record.parse(*out["record"]) or "", f"{target.name}:{path}") \
+            if "record" in out else None
+        if recorded is None:
+            raise ClientConfigError(f"{target.name} has no record of a deploy ({path}): deploy first "
+                                    f"(invoke deploy -H {target.name}), or give the index's --url")
+        target.recorded = recorded
+        v = role_vars(target)
+        ca = None
+        if v["tls"] and not v["tls_cert"]:
+            if f"{v['pypiserver_config_dir']}/tls/ca.crt" != ca_path:
+                ca_path = f"{v['pypiserver_config_dir']}/tls/ca.crt"
+                out = split_sections(remote.run_as_user(section_script(
+                    {"ca": FileText(ca_path).command()})).stdout)
+            text = FileText(ca_path).parse(*out["ca"]) if "ca" in out else None
+            if not text or "BEGIN CERTIFICATE" not in text:
+                raise ClientConfigError(f"{target.name}:{ca_path} holds no CA certificate: deploy "
+                                        f"again (invoke deploy -H {target.name})")
+            ca = (text.strip() + "\n").encode()
     finally:
         remote.close()
-    recorded = parse_record(res.stdout, f"{target.name}:{path}")
-    if recorded is None:
-        raise ClientConfigError(f"{target.name} has no record of a deploy ({path}): deploy first "
-                                f"(invoke deploy -H {target.name}), or give the index's --url")
-    target.recorded = recorded
     # the address deploy printed: ~/.ssh/config's HostName for an alias
-    return index_url(role_vars(target), remote.hostname or target.ssh_host), remote.notes
+    return index_url(v, remote.hostname or target.ssh_host), remote.notes, ca
 
 
-def verify_index(base_url: str, timeout: float = VERIFY_TIMEOUT) -> str:
-    """GET <base>simple/: 200 (open index) or 401 (password for reading too) is an index.
+def ca_bundle(path: Path, ca_pem: bytes) -> str:
+    """The CA bundle pip, twine and uv verify with: this machine's public roots (a name
+    pypiserver does not hold is redirected to PyPI, which they must still trust) plus the
+    private CAs of the servers configured here, this one included. Returns its text."""
+    import ssl
+
+    pem = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+    public = ""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
+                      "/etc/pki/tls/certs/ca-bundle.crt"):
+        if candidate and os.path.isfile(candidate):
+            public = Path(candidate).read_text(errors="replace")
+            break
+    public_certs = set(pem.findall(public))
+    private = []
+    existing = read_config(path) or ""
+    for block in pem.findall(existing) + pem.findall(ca_pem.decode()):
+        if block not in public_certs and block not in private:
+            private.append(block)
+    head = "# Managed by provision (client-config): public roots + private index CAs\n"
+    return head + public.rstrip("\n") + "\n" + "".join(f"{b}\n" for b in private)
+
+
+def uv_settings(simple: str, bundle: str | None) -> str:
+    """uv reads no pip.conf: its index in uv.toml, the CA bundle from SSL_CERT_FILE."""
+    lines = [f"export UV_DEFAULT_INDEX={simple}"]
+    if bundle:
+        lines.append(f"export SSL_CERT_FILE={bundle}")
+    return "\n".join(lines) + "\n"
+
+
+def uv_toml(simple: str, name: str) -> str:
+    from .render import render as render_template
+
+    return render_template("client/uv.toml.j2", url=simple, name=name)
+
+
+def verify_index(base_url: str, timeout: float = VERIFY_TIMEOUT, ca_pem: bytes | None = None) -> str:
+    """GET <base>simple/: 200 (open index) or 401 (password for reading too) is an index;
+    over https, the certificate verifies (with the private CA, when given).
 
     Returns what answered; raises ClientConfigError (one line) otherwise.
     """
     import http.client
+    import ssl
     import urllib.error
     import urllib.request
 
     simple, _ = index_urls(base_url)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the server itself
+    context = ssl.create_default_context()
+    if ca_pem:
+        context.load_verify_locations(cadata=ca_pem.decode())
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),  # the server itself
+                                         urllib.request.HTTPSHandler(context=context))
     hint = "deploy first, check the address and the firewall, or pass --no-verify"
     try:
         with opener.open(urllib.request.Request(simple, headers={"Connection": "close"}),
@@ -346,5 +415,8 @@ def verify_index(base_url: str, timeout: float = VERIFY_TIMEOUT) -> str:
         raise ClientConfigError(f"{simple} answers HTTP {exc.code}, not an index: {hint}") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         why = getattr(exc, "reason", None) or exc
+        if isinstance(why, ssl.SSLCertVerificationError):
+            raise ClientConfigError(f"{simple}: the certificate does not verify ({why.verify_message}): "
+                                    f"give the CA that signed it with --ca FILE") from None
         why = getattr(why, "strerror", None) or str(why) or type(why).__name__
         raise ClientConfigError(f"no index answers at {simple} ({why}): {hint}") from None

@@ -7,6 +7,7 @@ usage error); hosts are ``-H/--host``, so ``-h`` is always help.
 from __future__ import annotations
 
 import getpass
+import os
 import re
 import sys
 
@@ -166,43 +167,81 @@ def list_users(c, host=None, inventory=None, ask_sudo_pass=False, json=False, no
     "url": "the index's base URL if clients reach it otherwise (e.g. https://pypi.example.org/); "
            "default: what the host's last deploy recorded",
     "no-verify": "do not check that the index answers first",
+    "ca": "the CA certificate (PEM) the index's certificate chains to, with --url; default: "
+          "the private CA the host's deploy made (read over SSH), or none (publicly trusted)",
+    "uv": "also write uv's uv.toml (~/.config/uv/uv.toml): uv reads no pip.conf",
 })
 def client_config(c, host=None, inventory=None, username=None, name="private", extra=False,
                   write=False, password_stdin=False, pip_conf=None, pypirc=None, url=None,
-                  no_verify=False):
-    """Print (or --write) the pip.conf and .pypirc that point pip and twine at the server."""
+                  no_verify=False, ca=None, uv=False):
+    """Print (or --write) the pip.conf, .pypirc (and uv settings) that point pip, twine and
+    uv at the server, with the CA they verify it with."""
     from pathlib import Path
 
     from . import clientconfig as cc
 
+    ca_pem = None
+    if ca:
+        try:
+            ca_pem = Path(ca).read_bytes()
+        except OSError as exc:
+            raise Exit(f"error: cannot read --ca {ca}: {exc.strerror}", code=2) from None
+        if b"BEGIN CERTIFICATE" not in ca_pem:
+            raise Exit(f"error: --ca {ca} holds no PEM certificate", code=2)
     if not url:
         targets = _targets([host] if host else None, inventory, {})
         if len(targets) != 1:
             raise Exit("error: client-config takes one server: pass --host", code=2)
-        url, notes = cc.deployed_url(targets[0])
+        url, notes, host_ca = cc.deployed_url(targets[0])
+        ca_pem = ca_pem or host_ca
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
     # bad values are refused before anything is asked or checked
-    cc.index_urls(url)
+    simple, _ = cc.index_urls(url)
     if username is not None:
         cc.check_username(username)
     if not no_verify:
-        print(f"index: {cc.verify_index(url)}", file=sys.stderr)
+        print(f"index: {cc.verify_index(url, ca_pem=ca_pem)}", file=sys.stderr)
     password = _read_password(True) if password_stdin else None
-    pip_text, pypirc_text = cc.render(url, name, username, password, extra)
+    default_pip, default_rc = cc.default_paths()
+    pip_path, rc_path = Path(pip_conf or default_pip), Path(pypirc or default_rc)
+    # the private CA goes beside pip.conf, in a bundle with the public roots
+    bundle = pip_path.parent / "provision-ca.pem" if ca_pem else None
+    pip_text, pypirc_text = cc.render(url, name, username, password, extra,
+                                      cert=str(bundle) if bundle else None)
     if extra:
         print(cc.DEPENDENCY_CONFUSION, file=sys.stderr)
-    default_pip, default_rc = cc.default_paths()
+    uv_text = cc.uv_toml(simple, name)
+    uv_path = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "uv" / "uv.toml"
     if not write:
         shown = pypirc_text.replace(f"password = {password}", "password = (hidden; written with --write)") \
             if password else pypirc_text
-        print(f"# --- {pip_conf or default_pip} ---\n{pip_text}\n# --- {pypirc or default_rc} ---\n{shown}", end="")
+        print(f"# --- {pip_path} ---\n{pip_text}\n# --- {rc_path} ---\n{shown}", end="")
+        if bundle:
+            print(f"\n# --- {bundle} (with --write): this machine's public roots + the server's CA ---")
+        print(f"\n# --- uv (reads no pip.conf): {uv_path} with --uv, or in the environment ---\n"
+              f"{cc.uv_settings(simple, str(bundle) if bundle else None)}", end="")
         return
-    # both read and checked before either is written: a refusal leaves both untouched
-    updates = [cc.prepare(Path(pip_conf or default_pip), pip_text),
-               cc.prepare(Path(pypirc or default_rc), pypirc_text, mode=0o600)]
+    # every file read and checked before any is written: a refusal leaves them all untouched
+    updates = [cc.prepare(pip_path, pip_text), cc.prepare(rc_path, pypirc_text, mode=0o600)]
+    if bundle:
+        updates.append(cc.Update(bundle, bundle, cc.read_config(bundle),
+                                 cc.ca_bundle(bundle, ca_pem), 0o644))
+    if uv:
+        existing = cc.read_config(uv_path)
+        if existing is not None and not existing.startswith("# Managed by provision"):
+            raise Exit(f"error: {uv_path} is yours: add the index to it by hand:\n{uv_text}", code=2)
+        updates.append(cc.Update(uv_path, uv_path, existing, uv_text, 0o644))
     for update in updates:
         print(update.apply())
+    overriding = [k for k in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if os.environ.get(k)]
+    if bundle and overriding:
+        print(f"warning: {', '.join(overriding)} set in your environment override{'s' if len(overriding) == 1 else ''} "
+              f"the cert/ca_cert written here (pip reads PIP_CERT first; twine's requests prefers "
+              f"REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE): unset {'it' if len(overriding) == 1 else 'them'} or "
+              f"point {'it' if len(overriding) == 1 else 'them'} at {bundle}", file=sys.stderr)
+    if bundle:
+        print(f"uv: export SSL_CERT_FILE={bundle}" + ("" if uv else f" UV_DEFAULT_INDEX={simple}"))
 
 
 @task(iterable=["host", "python", "platform"], help={

@@ -15,11 +15,13 @@ import datetime as dt
 import ipaddress
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TlsError
 
+_LOCK = threading.Lock()
 RENEW_DAYS = 30
 CERT_DAYS = 397          # the longest a public CA may issue today: a familiar figure
 CA_DAYS = 3650
@@ -64,23 +66,41 @@ class CA:
 
 def ensure_ca() -> CA:
     """The user's private CA, made on first use (key 0600 in a 0700 folder)."""
+    d = ca_dir()
+    key_file, cert_file = d / "ca.key", d / "ca.crt"
+    with _LOCK:   # hosts prepare in parallel threads (and runs in parallel processes): one CA
+        if key_file.is_file() and cert_file.is_file():
+            return _read_ca(d, key_file, cert_file)
+        try:
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(d, 0o700)
+            lock = os.open(d / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise TlsError(f"cannot create the private CA folder {d}: {exc.strerror}") from None
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if key_file.is_file() and cert_file.is_file():   # another process made it meanwhile
+                return _read_ca(d, key_file, cert_file)
+            return _make_ca(key_file, cert_file)
+        finally:
+            os.close(lock)
+
+
+def _read_ca(d: Path, key_file: Path, cert_file: Path) -> CA:
+    try:
+        return CA(cert_file.read_bytes(), key_file.read_bytes(), cert_file)
+    except OSError as exc:
+        raise TlsError(f"cannot read the private CA in {d}: {exc.strerror}") from None
+
+
+def _make_ca(key_file: Path, cert_file: Path) -> CA:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    d = ca_dir()
-    key_file, cert_file = d / "ca.key", d / "ca.crt"
-    if key_file.is_file() and cert_file.is_file():
-        try:
-            return CA(cert_file.read_bytes(), key_file.read_bytes(), cert_file)
-        except OSError as exc:
-            raise TlsError(f"cannot read the private CA in {d}: {exc.strerror}") from None
-    try:
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(d, 0o700)
-    except OSError as exc:
-        raise TlsError(f"cannot create the private CA folder {d}: {exc.strerror}") from None
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "provision"),
                       x509.NameAttribute(NameOID.COMMON_NAME,

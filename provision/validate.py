@@ -32,6 +32,8 @@ _SYSNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
 AUTH_ACTIONS = ("download", "list", "update")
+# waitress's max_request_body_size (pypiserver passes no setting for it): uploads above it fail
+WAITRESS_MAX_BODY = 1 << 30
 # Ports below this need root or a capability; the service runs unprivileged with none.
 FIRST_UNPRIVILEGED_PORT = 1024
 
@@ -255,9 +257,13 @@ def size(value) -> str:
     """An nginx size: digits and an optional k, m or g (512m, 2g)."""
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else \
         _text(value, "a size like 512m", 16)
-    if not re.fullmatch(r"[1-9][0-9]{0,8}[kmgKMG]?", text):
-        raise ValueError(f"must be a size like 512m or 2g, got {_show(value)}")
-    return text.lower()
+    if not re.fullmatch(r"[1-9][0-9]{0,9}[kmgKMG]?", text):
+        raise ValueError(f"must be a size like 512m or 1g, got {_show(value)}")
+    text = text.lower()
+    factor = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1], 1)
+    if int(text.rstrip("kmg")) * factor > WAITRESS_MAX_BODY:
+        raise ValueError(f"{text} is over 1g: pypiserver's server (waitress) refuses larger requests")
+    return text
 
 
 def optional_port(value) -> int:

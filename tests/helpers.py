@@ -52,20 +52,24 @@ def recap(output: str, host: str) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3])
 
 
-def make_wheel(folder: Path, name: str, version: str) -> Path:
-    """A minimal valid pure-Python wheel (what twine and pip accept)."""
+def make_wheel(folder: Path, name: str, version: str, payload: int = 0) -> Path:
+    """A minimal valid pure-Python wheel (what twine and pip accept); ``payload``: that many
+    random bytes in it besides (a big upload)."""
     dist = f"{name.replace('-', '_')}-{version}"
-    files = {
+    files: dict[str, str | bytes] = {
         f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
         f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
                                       f"Summary: test package\n",
         f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
                                    "Tag: py3-none-any\n",
     }
+    if payload:
+        files[f"{name.replace('-', '_')}/blob.bin"] = os.urandom(payload)
     record = []
     for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+        data = text if isinstance(text, bytes) else text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(data)}")
     record.append(f"{dist}.dist-info/RECORD,,")
     files[f"{dist}.dist-info/RECORD"] = "\n".join(record) + "\n"
     out = folder / f"{dist}-py3-none-any.whl"
@@ -75,8 +79,26 @@ def make_wheel(folder: Path, name: str, version: str) -> Path:
     return out
 
 
-def http_get(host: str, port: int, path: str, timeout: float = 5) -> tuple[int, dict, str]:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+def ca_file() -> str:
+    """The private CA of this test session (tests/conftest.py): what verifies the hosts."""
+    return os.path.join(os.environ["PROVISION_CA_DIR"], "ca.crt")
+
+
+def index(host, port: int = 8000) -> str:
+    """The https base URL a deployed test host serves (tls: true, the default)."""
+    return f"https://{host.address}:{port}/"
+
+
+def http_get(host: str, port: int, path: str, timeout: float = 5, tls: bool = True
+             ) -> tuple[int, dict, str]:
+    """GET over https verified with the session's CA (tls=False: plain http)."""
+    if tls:
+        import ssl
+
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=ssl.create_default_context(cafile=ca_file()))
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -87,7 +109,10 @@ def http_get(host: str, port: int, path: str, timeout: float = 5) -> tuple[int, 
 
 def clean_env() -> dict:
     """Environment for pip/twine that ignores this machine's pip.conf and indexes."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "TWINE_"))}
+    # and of its CA bundle variables: requests prefers REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE to
+    # twine's --cert, and PIP_CERT beats pip.conf's cert (this machine sets all of them)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "TWINE_"))
+           and k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env

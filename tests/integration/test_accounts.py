@@ -10,11 +10,12 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.external import write_inventory
-from tests.helpers import clean_env, invoke, invoke_on_tty, make_wheel, recap, sh
+from tests.helpers import ca_file, clean_env, index, invoke, invoke_on_tty, make_wheel, recap, sh
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +50,8 @@ def add(inv, name, password, *extra):
 def upload(host, wheel, user, password):
     env = {**clean_env(), "TWINE_USERNAME": user, "TWINE_PASSWORD": password}
     return subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive",
-                           "--disable-progress-bar", "--repository-url",
-                           f"http://{host.address}:{PORT}/", str(wheel)],
+                           "--disable-progress-bar", "--repository-url", index(host),
+                           "--cert", ca_file(), str(wheel)],
                           capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -149,17 +150,23 @@ def test_client_config_write_then_plain_pip_and_twine(hosts, tmp_path):
     (home / ".config" / "pip").mkdir(parents=True)
     (home / ".config" / "pip" / "pip.conf").write_text("# mine\n[install]\nno-compile = yes\n")
     (home / ".pypirc").write_text("[distutils]\nindex-servers =\n    pypi\n\n[pypi]\nusername = __token__\n")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "TWINE_", "XDG_CONFIG_HOME"))} | {"HOME": str(home)}
+    # a user's environment: no pip/twine settings, no CA bundle variables (this machine's
+    # would override what client-config writes; client-config warns about them)
+    env = {k: v for k, v in clean_env().items()
+           if k not in ("PIP_CONFIG_FILE", "XDG_CONFIG_HOME")} | {"HOME": str(home)}
     res = subprocess.run([sys.executable, "-m", "invoke", "client-config", "--inventory", inv, "--host",
-                          host.name, "--username", "frank", "--password-stdin", "--write"],
+                          host.name, "--username", "frank", "--password-stdin", "--write", "--uv"],
                          input=PW1 + "\n", capture_output=True, text=True, env=env,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert PW1 not in res.stdout + res.stderr
     pip_conf = (home / ".config" / "pip" / "pip.conf").read_text()
     pypirc = (home / ".pypirc").read_text()
-    assert "no-compile = yes" in pip_conf and f"index-url = http://{host.address}:{PORT}/simple/" in pip_conf
+    assert "no-compile = yes" in pip_conf and f"index-url = {index(host)}simple/" in pip_conf
+    bundle = home / ".config" / "pip" / "provision-ca.pem"
+    assert f"cert = {bundle}" in pip_conf and "trusted-host" not in pip_conf
+    assert f"ca_cert = {bundle}" in pypirc
+    assert open(ca_file()).read().strip() in bundle.read_text()   # the server's CA, in the bundle
     assert "[pypi]" in pypirc and "username = __token__" in pypirc and "[private]" in pypirc
     assert stat.S_IMODE((home / ".pypirc").stat().st_mode) == 0o600
     assert len(list(home.glob(".pypirc.bak-*"))) == 1
@@ -174,14 +181,30 @@ def test_client_config_write_then_plain_pip_and_twine(hosts, tmp_path):
     assert pip.returncode == 0, pip.stdout + pip.stderr
     assert (target / "frank_pkg" / "__init__.py").read_text() == "VERSION = '0.3'\n"
     assert f"{host.address}:{PORT}" in pip.stdout  # it came from our index
+    # uv reads no pip.conf: the uv.toml written by --uv, and SSL_CERT_FILE as printed
+    assert f"uv: export SSL_CERT_FILE={bundle}" in res.stdout
+    uv_toml = (home / ".config" / "uv" / "uv.toml").read_text()
+    assert f'url = "{index(host)}simple/"' in uv_toml
+    import shutil
+    uv_bin = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    venv = tmp_path / "uv-venv"
+    made = subprocess.run([uv_bin, "venv", "--no-config", "-q", str(venv)], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert made.returncode == 0, made.stderr
+    uv = subprocess.run([uv_bin, "pip", "install", "--python", str(venv / "bin" / "python"),
+                         "frank-pkg"], capture_output=True, text=True, timeout=120,
+                        env=env | {"SSL_CERT_FILE": str(bundle), "UV_CACHE_DIR": str(tmp_path / "uvc")})
+    assert uv.returncode == 0, uv.stdout + uv.stderr
+    assert "frank-pkg==0.3" in uv.stderr
 
 
 def test_client_config_prints_and_warns_on_extra(hosts):
     (host, _), inv = hosts
     res = invoke("client-config", "--inventory", inv, "--host", host.name, "--extra")
     assert res.returncode == 0
-    assert f"extra-index-url = http://{host.address}:{PORT}/simple/" in res.stdout
+    assert f"extra-index-url = {index(host)}simple/" in res.stdout
     assert "dependency confusion" in res.stderr
     plain = invoke("client-config", "--inventory", inv, "--host", host.name)
-    assert f"index-url = http://{host.address}:{PORT}/simple/" in plain.stdout
-    assert f"trusted-host = {host.address}" in plain.stdout and "password" not in plain.stdout
+    assert f"index-url = {index(host)}simple/" in plain.stdout
+    assert "trusted-host" not in plain.stdout and "password" not in plain.stdout
+    assert "cert = " in plain.stdout and "export SSL_CERT_FILE=" in plain.stdout

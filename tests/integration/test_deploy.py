@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.external import is_external, reboot_disabled, write_inventory
-from tests.helpers import clean_env, http_get, invoke, make_wheel, recap, sh
+from tests.helpers import ca_file, clean_env, http_get, index, invoke, make_wheel, recap, sh
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ def twine_upload(host, wheel: Path, user: str, password: str) -> subprocess.Comp
     env = {**clean_env(), "TWINE_USERNAME": user, "TWINE_PASSWORD": password}
     return subprocess.run(
         [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", f"http://{host.address}:{PORT}/", str(wheel)],
+         "--repository-url", index(host), "--cert", ca_file(), str(wheel)],
         capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -86,16 +86,23 @@ def test_fresh_deploy_as_sudo_user(deployed):
     ok, changed, failed = recap(out, host.name)
     assert changed >= 8 and failed == 0
     assert f"new host key for {host.address}" in out
-    assert f"index: http://{host.address}:{PORT}/simple/" in out
+    assert f"index: https://{host.address}:{PORT}/simple/" in out
     assert sh(host, "systemctl is-active pypiserver").stdout.strip() == "active"
     assert sh(host, "stat -c '%U:%G %a' /etc/pypiserver/htpasswd").stdout.strip() == "root:pypi 640"
 
 
 def test_index_answers_with_waitress_and_cached_dir(deployed):
+    """nginx answers with TLS (verified by the session's CA); pypiserver (waitress) behind
+    it answers on the host's loopback only; plain http on the port is redirected."""
     host, _ = deployed
-    status, headers, _ = http_get(host.address, PORT, "/")
-    assert status == 200
-    assert "waitress" in headers.get("Server", "").lower()
+    status, headers, body = http_get(host.address, PORT, "/")
+    assert status == 200 and headers.get("Server", "").startswith("nginx") and "pypiserver" in body
+    backend = sh(host, "curl -sS -D - -o /dev/null http://127.0.0.1:18000/").stdout
+    assert "Server: waitress" in backend
+    with pytest.raises(OSError):                       # not from outside
+        socket.create_connection((host.address, 18000), timeout=3).close()
+    status, headers, _ = http_get(host.address, PORT, "/simple/", tls=False)
+    assert status == 301 and headers["Location"] == f"{index(host)}simple/"
     # the arguments the service really runs with (the unit quotes each one for systemd)
     argv = sh(host, "tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value pypiserver)/cmdline").stdout
     assert "--server auto --backend cached-dir" in argv
@@ -146,7 +153,7 @@ def test_pip_downloads_from_the_index(deployed, account, tmp_path):
     dest = tmp_path / "dl"
     res = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-d", str(dest),
-         "--index-url", f"http://{host.address}:{PORT}/simple/", "--trusted-host", host.address,
+         "--index-url", f"{index(host)}simple/", "--cert", ca_file(),
          "demo-pkg==0.1"], capture_output=True, text=True, env=clean_env(), timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (dest / "demo_pkg-0.1-py3-none-any.whl").is_file()
@@ -224,5 +231,5 @@ def test_inventory_hosts_deploy_in_parallel_with_a_recap_each(hosts, inventory, 
     assert recap(res.stdout, hosts[0].name)[1:] == (0, 0)
     assert recap(res.stdout, hosts[1].name)[1] >= 8
     status, headers, _ = http_get(hosts[1].address, PORT, "/")
-    assert status == 200 and "waitress" in headers["Server"]
+    assert status == 200 and headers["Server"].startswith("nginx")
     assert res.stdout.index("RECAP") > max(res.stdout.rindex(f"{h.name}  ") for h in hosts)

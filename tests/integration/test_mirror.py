@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.external import write_inventory
-from tests.helpers import clean_env, http_get, invoke, make_wheel, pypi_reachable, recap, sh
+from tests.helpers import ca_file, clean_env, http_get, index, invoke, make_wheel, pypi_reachable, recap, sh
 
 PORT = 8000
 PACKAGES = "/srv/pypi/packages"
@@ -62,13 +62,13 @@ def test_pip_installs_everything_from_the_server_alone(served, tmp_path):
     env = clean_env()
     res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-cache-dir", "-v", "--target",
                           str(tmp_path / "t"), "-r", str(req), "--index-url",
-                          f"http://{host.address}:{PORT}/simple/", "--trusted-host", host.address],
+                          f"{index(host)}simple/", "--cert", ca_file()],
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (tmp_path / "t" / "requests" / "__init__.py").is_file()
     for dist in ("requests", "urllib3", "idna", "certifi", "charset_normalizer", "six"):
-        assert f"http://{host.address}:{PORT}/packages/{dist}" in res.stdout.replace("-", "_") or \
-            f"http://{host.address}:{PORT}/packages/{dist.replace('_', '-')}" in res.stdout, dist
+        assert f"{index(host)}packages/{dist}" in res.stdout.replace("-", "_") or \
+            f"{index(host)}packages/{dist.replace('_', '-')}" in res.stdout, dist
     status, _, _ = http_get(host.address, PORT, "/simple/flask/")
     assert status == 404  # no fallback: nothing came from anywhere but this server
 

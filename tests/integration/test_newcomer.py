@@ -235,7 +235,7 @@ def test_settings_never_revert_silently(pair):
     name = host.name
     moved = invoke("deploy", "--inventory", inv, "-H", name, "--port", "8081")
     assert moved.returncode == 0, moved.stdout + moved.stderr
-    assert f"http://{host.address}:8081/" in moved.stdout
+    assert f"https://{host.address}:8081/" in moved.stdout
     # a plain deploy keeps 8081: the host's record fills what the inventory does not set
     plain = invoke("deploy", "--inventory", inv, "-H", name)
     assert plain.returncode == 0, plain.stdout + plain.stderr
@@ -244,8 +244,8 @@ def test_settings_never_revert_silently(pair):
     # client-config reads the record and checks the index answers
     cfg = invoke("client-config", "--inventory", inv, "-H", name)
     assert cfg.returncode == 0, cfg.stderr
-    assert f"index-url = http://{host.address}:8081/simple/" in cfg.stdout
-    assert cfg.stderr.startswith(f"index: HTTP 200 from http://{host.address}:8081/simple/")
+    assert f"index-url = https://{host.address}:8081/simple/" in cfg.stdout
+    assert cfg.stderr.startswith(f"index: HTTP 200 from https://{host.address}:8081/simple/")
     # an inventory that sets the port explicitly, and a flag that contradicts it: refused
     explicit = tmp / "explicit.yml"
     doc = yaml.safe_load(Path(inv).read_text())
@@ -256,7 +256,8 @@ def test_settings_never_revert_silently(pair):
     assert refused.stderr.strip() == (
         f"error: {name}: --port 8082 differs from pypiserver_port: 8081 in {explicit}: change it "
         "there instead (a deploy without --port would put 8081 back)")
-    assert sh(host, "systemctl show -p ExecStart pypiserver").stdout.count("8081") == 1
+    # (nginx serves the public port; pypiserver stays on its loopback port)
+    assert "listen 0.0.0.0:8081 ssl;" in sh(host, "cat /etc/nginx/conf.d/pypiserver.conf").stdout
 
 
 def test_client_config_verifies_the_index(pair, tmp_path):
@@ -305,8 +306,9 @@ def test_a_failed_health_check_shows_the_service_and_its_journal(pair):
     out = res.stdout
     failed = next(l for l in out.splitlines() if "failed   Ensure the index answers" in l)
     # Restart=on-failure: it crash-loops (or, past systemd's start limit, fails): no 30 s wait
+    # (nginx in front answers 502 while pypiserver is down)
     assert re.search(r"\[pypiserver (keeps crashing: systemd restarted it \d+ times in|failed "
-                     r"after) \d+ s \(Connection refused\)\]$", failed), failed
+                     r"after) \d+ s \((Connection refused|HTTP 502 from nginx[^)]*)\)\]$", failed), failed
     assert "-- last journal lines:" in out
     assert re.search(r"pypi-server.*(No such file|203/EXEC)|203/EXEC|Failed to (execute|locate)", out), out
     assert "-- more: journalctl -u pypiserver -e   (on the host)" in out

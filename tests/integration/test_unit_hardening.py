@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.external import write_inventory
-from tests.helpers import clean_env, http_get, invoke, make_wheel, sh
+from tests.helpers import ca_file, clean_env, http_get, index, invoke, make_wheel, sh
 
 pytestmark = pytest.mark.integration
 
@@ -72,9 +72,10 @@ def test_hardened_unit_rates_well_and_still_serves_uploads(testhost, tmp_path):
     else:
         assert re.search(r"^NoNewPrivs:\s+0$", status, re.M), status
 
-    # waitress answers
+    # waitress answers (behind nginx, on the loopback)
     code, headers, _ = http_get(host.address, PORT, "/")
-    assert code == 200 and "waitress" in headers.get("Server", "").lower()
+    assert code == 200 and headers.get("Server", "").startswith("nginx")
+    assert "Server: waitress" in sh(host, "curl -sS -D - -o /dev/null http://127.0.0.1:18000/").stdout
 
     # an upload (reads the root:pypi 0640 htpasswd, writes the packages dir) lands 0644
     res = invoke("add-user", "hardener", "--password-stdin", "--inventory", str(inventory),
@@ -83,8 +84,8 @@ def test_hardened_unit_rates_well_and_still_serves_uploads(testhost, tmp_path):
     wheel = make_wheel(tmp_path, "hardened-pkg", "1.0")
     env = {**clean_env(), "TWINE_USERNAME": "hardener", "TWINE_PASSWORD": PASSWORD}
     up = subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive",
-                         "--disable-progress-bar", "--repository-url",
-                         f"http://{host.address}:{PORT}/", str(wheel)],
+                         "--disable-progress-bar", "--repository-url", index(host),
+                         "--cert", ca_file(), str(wheel)],
                         capture_output=True, text=True, env=env, timeout=120)
     assert up.returncode == 0, up.stdout + up.stderr
     assert listed(host, wheel.name, "/simple/hardened-pkg/", 3.0)

@@ -23,6 +23,37 @@ def test_render_index_url_by_default_trusted_host_only_for_http():
     assert "extra-index-url = http://10.0.0.5:8000/simple/" in extra and "\nindex-url" not in extra
 
 
+def test_a_private_ca_is_named_for_pip_and_twine_and_bundled_with_public_roots(tmp_path):
+    from provision import tls
+
+    ca = tls.ensure_ca()
+    pip_conf, pypirc = cc.render("https://10.0.0.5:8000/", "private", "demo", None, extra=False,
+                                 cert=str(tmp_path / "provision-ca.pem"))
+    assert f"cert = {tmp_path}/provision-ca.pem\n" in pip_conf and "trusted-host" not in pip_conf
+    assert f"repository = https://10.0.0.5:8000/\nca_cert = {tmp_path}/provision-ca.pem\n" in pypirc
+    bundle = tmp_path / "provision-ca.pem"
+    bundle.write_text(cc.ca_bundle(bundle, ca.cert_pem))
+    text = bundle.read_text()
+    assert text.count(ca.cert_pem.decode().strip()) == 1
+    assert text.count("BEGIN CERTIFICATE") > 10        # the public roots stay trusted (PyPI)
+    import ssl
+    ssl.create_default_context(cafile=str(bundle))   # a bundle OpenSSL loads
+    # a second server's CA joins the first; running again adds nothing
+    other = tmp_path / "other"
+    import os
+    os.environ["PROVISION_CA_DIR"], before = str(other), os.environ["PROVISION_CA_DIR"]
+    try:
+        second = tls.ensure_ca()
+    finally:
+        os.environ["PROVISION_CA_DIR"] = before
+    both = cc.ca_bundle(bundle, second.cert_pem)
+    assert ca.cert_pem.decode().strip() in both and second.cert_pem.decode().strip() in both
+    bundle.write_text(both)
+    assert cc.ca_bundle(bundle, second.cert_pem) == both
+    assert cc.uv_settings("https://h:8000/simple/", str(bundle)) == \
+        f"export UV_DEFAULT_INDEX=https://h:8000/simple/\nexport SSL_CERT_FILE={bundle}\n"
+
+
 def test_password_only_when_given():
     _, pypirc = cc.render(URL, "team", "demo", "s3cret", extra=False)
     assert "[team]" in pypirc and "password = s3cret" in pypirc and "    team\n" in pypirc

@@ -108,7 +108,7 @@ def test_https_front_by_default(distro, installs):
     assert '"--host" "127.0.0.1" "--port" "18000"' in unit
     site = files["/etc/nginx/conf.d/pypiserver.conf"].content.decode()
     assert "listen 0.0.0.0:8080 ssl;" in site and "server 127.0.0.1:18000;" in site
-    assert "listen 0.0.0.0:80;" in site and "return 301 https://$host:8080$request_uri;" in site
+    assert "listen 0.0.0.0:80 default_server;" in site and "return 301 https://$host:8080$request_uri;" in site
     assert "error_page 497 =301 https://$host:$server_port$request_uri;" in site
     assert "alias /srv/pypi/packages/;" in site and "client_max_body_size 512m;" in site
     key, cert = files["/etc/pypiserver/tls/server.key"], files["/etc/pypiserver/tls/server.crt"]

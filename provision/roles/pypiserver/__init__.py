@@ -35,6 +35,15 @@ FAMILIES = ("Debian", "RedHat")
 SUPPORTED = "Debian 11+, Ubuntu 20.04+, CentOS 7, RHEL/Rocky/Alma 8 and 9"
 RESTART = "restart pypiserver"
 RELOAD_NGINX = "reload nginx"
+# test the configuration, reload, and wait (5 s at most) until only new workers accept: a
+# reload only signals the master, and the health check (or a client) must not meet an old
+# worker (one still accepting is titled exactly "nginx: worker process"; then "... is
+# shutting down")
+NGINX_RELOAD = ("old=\" $(pgrep -d ' ' -f '^nginx: worker process$' || :) \"; nginx -t -q && "
+                "systemctl reload nginx && for _ in $(seq 50); do stale=; "
+                "for p in $(pgrep -f '^nginx: worker process$' || :); do "
+                "case \"$old\" in *\" $p \"*) stale=1;; esac; done; "
+                "[ -z \"$stale\" ] && break; sleep 0.1; done")
 HEALTH_TIMEOUT = 30
 
 
@@ -170,6 +179,8 @@ class PypiserverRole(Role):
                 *([_Rendered(f"{tls_dir}/ca.crt", lambda facts: material.ca_pem().decode(),
                              name=f"Ensure the CA certificate clients trust is in {tls_dir}/ca.crt.")]
                   if not v["tls_cert"] else []),
+                *([front.DebianDefaultSite(notify=(RELOAD_NGINX,))]
+                  if v["https_redirect_port"] == 80 else []),
                 File(f"/etc/nginx/conf.d/{service}.conf", conf, "root", "root", 0o644,
                      notify=(RELOAD_NGINX,), name=f"Ensure the nginx site /etc/nginx/conf.d/{service}.conf "
                                                   f"is up to date."),
@@ -189,8 +200,7 @@ class PypiserverRole(Role):
         v = self.vars(target)
         out = {RESTART: Restart(v["pypiserver_service"], RESTART)}
         if v["tls"]:   # after pypiserver's restart: it frees the public port for nginx
-            out[RELOAD_NGINX] = Restart("nginx", RELOAD_NGINX,
-                                        reload="nginx -t -q && systemctl reload nginx")
+            out[RELOAD_NGINX] = Restart("nginx", RELOAD_NGINX, reload=NGINX_RELOAD)
         return out
 
     # -- host checks --------------------------------------------------------------
@@ -259,20 +269,22 @@ class PypiserverRole(Role):
                 body = resp.read()
                 server = resp.getheader("Server", "")
                 conn.close()
-                if context is not None:
-                    wrong = self._wrong_certificate(v, served)
-                    if wrong:
-                        return "failed", label, wrong
-                    if resp.status == 200 and b"pypiserver" in body:
-                        return "ok", label, f"HTTP 200 over TLS from {server or 'nginx'}, pypiserver behind it"
-                elif resp.status == 200 and "waitress" in server.lower():
+                wrong = self._wrong_certificate(v, served) if context is not None else ""
+                if wrong:
+                    # nginx's reload is asynchronous: old workers may answer for a moment
+                    last = wrong
+                elif context is not None and resp.status == 200 and b"pypiserver" in body:
+                    return "ok", label, f"HTTP 200 over TLS from {server or 'nginx'}, pypiserver behind it"
+                elif context is None and resp.status == 200 and "waitress" in server.lower():
                     return "ok", label, f"HTTP 200 from {server}"
-                last = f"HTTP {resp.status} from {server or 'unknown server'}"
-                if resp.status == 200:
-                    return "failed", label, (f"answers, but not with waitress ({last})" if context is None
-                                             else f"answers, but not with pypiserver's page ({last})")
+                else:
+                    last = f"HTTP {resp.status} from {server or 'unknown server'}"
+                    if resp.status == 200:
+                        return "failed", label, (f"answers, but not with waitress ({last})" if context is None
+                                                 else f"answers, but not with pypiserver's page ({last})")
             except ssl.SSLCertVerificationError as exc:
-                return "failed", label, f"the certificate does not verify: {exc.verify_message}"
+                # (an old nginx worker may still serve the certificate being replaced)
+                last = f"the certificate does not verify: {exc.verify_message}"
             except (OSError, http.client.HTTPException) as exc:
                 last = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             now = time.monotonic()

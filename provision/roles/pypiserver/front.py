@@ -16,7 +16,7 @@ from typing import Callable
 
 from ... import tls
 from ...errors import StepError, TlsError
-from ...facts import Fact, FileState
+from ...facts import Fact, FileState, PathExists
 from ...steps.base import Command, Plan, Step, WriteFile
 
 q = shlex.quote
@@ -232,3 +232,23 @@ class SelinuxFront(Step):
                 cmds.append(Command(f"semanage fcontext -a -t {kind} {q(spec)} && restorecon -R {q(path)}"))
                 notes.append(f"{path} as {kind}")
         return Plan(cmds, ", ".join(notes)) if cmds else Plan(note="rules in place")
+
+
+class DebianDefaultSite(Step):
+    """Debian's nginx enables a default site on port 80 (default_server): when the redirect
+    port is 80, it would answer instead of the redirect, so it is disabled (the link in
+    sites-enabled; the site itself stays in sites-available)."""
+
+    LINK = "/etc/nginx/sites-enabled/default"
+
+    def __init__(self, notify=()):
+        self.notify = notify
+        self.name = "Ensure Debian's default nginx site leaves port 80 to the redirect."
+
+    def probes(self):
+        return {"link": PathExists(self.LINK)}
+
+    def plan(self, facts, probed):
+        if facts.family != "Debian" or not probed["link"]:
+            return Plan(note="no default site enabled")
+        return Plan([Command(f"rm -f {q(self.LINK)}")], "disable it (sites-available/default kept)")
