@@ -263,3 +263,13 @@ def test_selinux_relabels_what_it_creates(distro, selinux_cmds):
                             "/usr/bin/python3.6 -m venv /opt/pypiserver/venv && restorecon -R /opt/pypiserver/venv",
                             "restorecon -R /opt/pypiserver/venv"]
     assert not any("setenforce" in s for s in shells)
+
+
+def test_nginx_missing_from_the_repositories_says_what_to_do():
+    from provision.roles.pypiserver import PypiserverRole
+
+    packages = steps.Packages({"Debian": ["nginx"]}, {"Debian": "apt-get install -y -q {packages}"})
+    why = PypiserverRole().explain_failure(packages, "E: Unable to locate package nginx",
+                                           distro_facts("debian-12"))
+    assert why.startswith("nginx (the HTTPS front) could not be installed: E: Unable to locate")
+    assert "tls: false" in why

@@ -230,6 +230,10 @@ class PypiserverRole(Role):
             python_step = isinstance(step, PythonFromRepos) or facts.family != "RedHat"
             if python_step and choose_python(facts) is None:
                 return f"no Python 3 obtainable through the package manager: {why}"
+            if "nginx" in why:
+                return (f"nginx (the HTTPS front) could not be installed: {why}: the host's package "
+                        f"repositories do not offer it or are unreachable; give it one that does "
+                        f"(a local mirror on an offline host), or deploy with tls: false")
             return f"installing OS packages failed: {why}"
         return why
 
