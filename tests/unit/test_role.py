@@ -119,15 +119,30 @@ def test_https_front_by_default(distro, installs):
     if distro_facts(distro).firewalld:
         assert "firewall-cmd -q --add-port=8080/tcp" in cmds and "firewall-cmd -q --add-port=80/tcp" in cmds
         assert not any("18000" in c for c in cmds if c.startswith("firewall-cmd"))
-    selinux = [c for c in cmds if c.startswith(("setsebool", "semanage"))]
+    selinux = [c for c in cmds if c.startswith(("setsebool", "semanage", "{ semanage"))]
     if distro_facts(distro).selinux_enabled:
         assert selinux == [
             "setsebool -P httpd_can_network_connect 1",
             "semanage port -a -t http_port_t -p tcp 8080 2>/dev/null || "
             "semanage port -m -t http_port_t -p tcp 8080",
-            "semanage fcontext -a -t httpd_sys_content_t '/srv/pypi/packages(/.*)?' && "
-            "restorecon -R /srv/pypi/packages",
-            "semanage fcontext -a -t cert_t '/etc/pypiserver/tls(/.*)?' && restorecon -R /etc/pypiserver/tls"]
+            "semanage port -a -t http_port_t -p tcp 80 2>/dev/null || "
+            "semanage port -m -t http_port_t -p tcp 80",
+            "{ semanage fcontext -a -t httpd_sys_content_t '/srv/pypi/packages(/.*)?' 2>/dev/null || "
+            "semanage fcontext -m -t httpd_sys_content_t '/srv/pypi/packages(/.*)?'; } && "
+            "{ [ ! -e /srv/pypi/packages ] || restorecon -R /srv/pypi/packages; }",
+            "{ semanage fcontext -a -t cert_t '/etc/pypiserver/tls(/.*)?' 2>/dev/null || "
+            "semanage fcontext -m -t cert_t '/etc/pypiserver/tls(/.*)?'; } && "
+            "{ [ ! -e /etc/pypiserver/tls ] || restorecon -R /etc/pypiserver/tls; }"]
+        record = files["/var/lib/provision/selinux-rules-pypiserver"].content.decode()
+        assert record.splitlines() == sorted(["port tcp/8080 http_port_t", "port tcp/80 http_port_t",
+                                              "fcontext /srv/pypi/packages(/.*)? httpd_sys_content_t",
+                                              "fcontext /etc/pypiserver/tls(/.*)? cert_t"])
+        # a second run: the rules are recorded, the boolean is on: nothing to do, no semanage
+        from provision.roles.pypiserver import front
+        step = next(s for s, _ in plan if isinstance(s, front.SelinuxFront))
+        again = step.plan(distro_facts(distro), {"connect": True, "record": record})
+        assert not again.changed and again.note == "rules in place"
+        assert "semanage" not in step.probes()["connect"].command() + step.probes()["record"].command()
     else:
         assert selinux == []
     assert "setenforce" not in "\n".join(cmds)

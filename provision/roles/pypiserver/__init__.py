@@ -172,13 +172,16 @@ class PypiserverRole(Role):
                           key=f"{tls_dir}/server.key", upload_max_size=v["upload_max_size"],
                           packages_dir=v["pypiserver_packages_dir"])
             rest += [
-                front.SelinuxFront(port, v["pypiserver_packages_dir"], tls_dir),
                 front.ServerCertificate(material, f"{tls_dir}/server.crt", f"{tls_dir}/server.key",
                                         notify=(RELOAD_NGINX,)),
                 # what clients trust, for client-config to fetch (the private CA only)
                 *([_Rendered(f"{tls_dir}/ca.crt", lambda facts: material.ca_pem().decode(),
                              name=f"Ensure the CA certificate clients trust is in {tls_dir}/ca.crt.")]
                   if not v["tls_cert"] else []),
+                # after the files it labels exist, before nginx binds the port(s)
+                front.SelinuxFront([port] + ([v["https_redirect_port"]] if v["https_redirect_port"] else []),
+                                   v["pypiserver_packages_dir"], tls_dir,
+                                   record=f"{RECORD_DIR}/selinux-rules-{service}"),
                 *([front.DebianDefaultSite(notify=(RELOAD_NGINX,))]
                   if v["https_redirect_port"] == 80 else []),
                 File(f"/etc/nginx/conf.d/{service}.conf", conf, "root", "root", 0o644,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ... import tls
 from ...errors import StepError, TlsError
-from ...facts import Fact, FileState, PathExists
+from ...facts import Fact, FileState, FileText, PathExists
 from ...steps.base import Command, Plan, Step, WriteFile
 
 q = shlex.quote
@@ -179,59 +179,72 @@ class Epel7Archive(Step):
 
 # -- SELinux (Red Hat family, enforcing or permissive) -----------------------------------
 @dataclass(frozen=True)
-class SelinuxFrontState(Fact):
-    """What SELinux already allows nginx: the boolean, the port's type, our fcontext rules.
-    (semanage is slow, ~1 s: asked only where SELinux is on.)"""
+class SelinuxBoolean(Fact):
+    """An SELinux boolean's value (None: no getsebool, SELinux tools absent)."""
 
-    port: int
-    paths: tuple[str, ...] = field(default=())
+    name: str
 
     def command(self):
-        return ("if command -v getenforce >/dev/null && [ \"$(getenforce)\" != Disabled ]; then "
-                "getsebool httpd_can_network_connect; "
-                f"semanage port -l | awk '$1 == \"http_port_t\"' | grep -qw {int(self.port)} && "
-                f"echo port-ok; semanage fcontext -l -C; fi")
+        return f"getsebool {q(self.name)}"
 
-    def parse(self, text, rc) -> dict:
-        return {"connect": "httpd_can_network_connect --> on" in text,
-                "port": "port-ok" in text.splitlines(),
-                "fcontext": {line.split()[0] for line in text.splitlines()
-                             if line.startswith("/") and len(line.split()) >= 2}}
+    def parse(self, text, rc) -> bool | None:
+        if rc != 0:
+            return None
+        return text.strip().endswith("--> on")
 
 
 class SelinuxFront(Step):
-    """nginx may connect to the loopback backend, bind the public port, read the packages
+    """nginx may connect to the loopback backend, bind the public port(s), read the packages
     and the certificate: persistent rules (setsebool -P, semanage port/fcontext, then
-    restorecon), never setenforce 0."""
+    restorecon), never setenforce 0.
 
-    def __init__(self, port: int, packages_dir: str, tls_dir: str):
-        self.port, self.packages_dir, self.tls_dir = port, packages_dir, tls_dir
+    semanage costs ~1 s of Python per call, so a no-op does not ask it: the rules this step
+    applied are recorded on the host (`record`, one per line), and only a rule missing from
+    the record is applied (each command is idempotent: -a, else -m). The boolean is read
+    every time (getsebool is cheap)."""
+
+    def __init__(self, ports: list[int], packages_dir: str, tls_dir: str, record: str):
+        self.ports, self.packages_dir, self.tls_dir, self.record = ports, packages_dir, tls_dir, record
         self.name = "Ensure SELinux lets nginx serve the index (persistent rules)."
 
     def rules(self) -> dict[str, str]:
-        return {f"{self.packages_dir}(/.*)?": "httpd_sys_content_t", f"{self.tls_dir}(/.*)?": "cert_t"}
+        """rule (as recorded) -> the command that applies it"""
+        out = {}
+        for p in self.ports:
+            out[f"port tcp/{int(p)} http_port_t"] = (
+                f"semanage port -a -t http_port_t -p tcp {int(p)} 2>/dev/null || "
+                f"semanage port -m -t http_port_t -p tcp {int(p)}")
+        for path, kind in ((self.packages_dir, "httpd_sys_content_t"), (self.tls_dir, "cert_t")):
+            spec = f"{path}(/.*)?"
+            out[f"fcontext {spec} {kind}"] = (
+                f"{{ semanage fcontext -a -t {kind} {q(spec)} 2>/dev/null || "
+                f"semanage fcontext -m -t {kind} {q(spec)}; }} && "
+                f"{{ [ ! -e {q(path)} ] || restorecon -R {q(path)}; }}")
+        return out
 
     def probes(self):
-        return {"state": SelinuxFrontState(self.port, tuple(self.rules()))}
+        return {"connect": SelinuxBoolean("httpd_can_network_connect"), "record": FileText(self.record)}
 
     def plan(self, facts, probed):
         if facts.family != "RedHat" or not facts.selinux_enabled:
             return Plan(note="SELinux not enabled" if facts.family == "RedHat" else "not the Red Hat family")
-        state, cmds, notes = probed["state"], [], []
-        if not state["connect"]:
+        cmds, notes = [], []
+        if not probed["connect"]:
             cmds.append(Command("setsebool -P httpd_can_network_connect 1"))
             notes.append("httpd_can_network_connect on")
-        if not state["port"]:
-            p = int(self.port)
-            cmds.append(Command(f"semanage port -a -t http_port_t -p tcp {p} 2>/dev/null || "
-                                f"semanage port -m -t http_port_t -p tcp {p}"))
-            notes.append(f"{p}/tcp as http_port_t")
-        for spec, kind in self.rules().items():
-            if spec not in state["fcontext"]:
-                path = spec[: -len("(/.*)?")]
-                cmds.append(Command(f"semanage fcontext -a -t {kind} {q(spec)} && restorecon -R {q(path)}"))
-                notes.append(f"{path} as {kind}")
-        return Plan(cmds, ", ".join(notes)) if cmds else Plan(note="rules in place")
+        done = set((probed["record"] or "").splitlines())
+        rules = self.rules()
+        for rule, cmd in rules.items():
+            if rule not in done:
+                cmds.append(Command(cmd))
+                notes.append(rule)
+        if not cmds:
+            return Plan(note="rules in place")
+        if any(r not in done for r in rules):
+            text = "".join(f"{r}\n" for r in sorted(done | set(rules)))
+            cmds += [Command(f"mkdir -p {q(self.record.rsplit('/', 1)[0])}"),
+                     WriteFile(self.record, text.encode(), old=(probed["record"] or "").encode())]
+        return Plan(cmds, ", ".join(notes))
 
 
 class DebianDefaultSite(Step):
