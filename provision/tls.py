@@ -141,8 +141,13 @@ def issue(ca: CA, names: list[str]) -> Pair:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
-    ca_key = serialization.load_pem_private_key(ca.key_pem, None)
+    try:
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+        ca_key = serialization.load_pem_private_key(ca.key_pem, None)
+    except (ValueError, TypeError):
+        raise TlsError(f"the private CA in {ca.path.parent} is unreadable (ca.crt/ca.key): restore "
+                       f"it, or move it away to have a new one made (hosts then get new "
+                       f"certificates and clients must trust the new CA)") from None
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     cert = (x509.CertificateBuilder()

@@ -38,9 +38,9 @@ def render_plan(plans) -> str:
             if isinstance(a, Command):
                 out += ["    $ " + line for line in a.sh.splitlines()]
             elif isinstance(a, WriteFile):
-                size = "PEM" if a.content.startswith(b"-----BEGIN") else f"{len(a.content)} bytes"
+                size = "PEM" if b"-----BEGIN" in a.content else f"{len(a.content)} bytes"
                 out.append(f"    write {a.path} ({a.owner}:{a.group} {a.mode:04o}, {size})")
-                if a.content.startswith(b"-----BEGIN"):
+                if b"-----BEGIN" in a.content:
                     out.append("    | (PEM)")
                 elif not a.secret:
                     out += ["    | " + line for line in a.content.decode().splitlines()]

@@ -93,3 +93,29 @@ def test_a_refused_pair_fails_the_deploy_before_any_change(tmp_path):
     guard = next(s for s in first if isinstance(s, TlsInputs))
     with pytest.raises(StepError, match="does not cover 192.0.2.10"):
         guard.prepare(distro_facts("debian-12"))
+
+
+def test_a_key_and_certificate_from_different_runs_are_reissued(tmp_path):
+    """A run that died between writing the key and the certificate left a pair that does not
+    match: the next run sees it (the certificate file names its key's sha256) and reissues."""
+    import hashlib
+
+    from provision.facts import FileInfo, PathInfo
+    from provision.roles.pypiserver.front import ServerCertificate, TlsMaterial
+
+    from .conftest import distro_facts
+
+    material = TlsMaterial("", "", lambda: ["h.example.org"])
+    step = ServerCertificate(material, "/etc/pypiserver/tls/server.crt", "/etc/pypiserver/tls/server.key")
+    step.prepare(distro_facts("debian-12"))
+    fresh = step.plan(distro_facts("debian-12"), {"cert": None, "key": None})
+    key, cert = [a for a in fresh.actions if hasattr(a, "content")]
+    root600, root644 = PathInfo("root", "root", 0o600), PathInfo("root", "root", 0o644)
+
+    def host(key_bytes):
+        return {"cert": FileInfo(root644, hashlib.sha256(cert.content).hexdigest(), cert.content),
+                "key": FileInfo(root600, hashlib.sha256(key_bytes).hexdigest())}
+
+    assert not step.plan(distro_facts("debian-12"), host(key.content)).changed
+    other = step.plan(distro_facts("debian-12"), host(b"another run's key"))
+    assert other.changed and "the key on the host is not the certificate's" in other.note

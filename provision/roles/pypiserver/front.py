@@ -97,6 +97,9 @@ class ServerCertificate(Step):
             why = tls.renewal_reason(cert.content if cert else None, m.ca, m.names())
             if why is None and key is None:
                 why = "its key is missing"
+            elif why is None and _paired_key(cert.content) != key.sha256:
+                # a run that died between writing the key and the certificate
+                why = "the key on the host is not the certificate's"
             if why is None:
                 if key.stat.mode != 0o600 or key.stat.owner != "root":
                     return Plan([Command(f"chown root:root {q(self.key_path)} && "
@@ -104,13 +107,26 @@ class ServerCertificate(Step):
                                 f"fix the key's owner/mode {key.stat} \u2192 root:root 0600")
                 return Plan(note=f"{tls.days_left(cert.content)} days left, covers "
                                  f"{', '.join(m.names())}")
-            pair = tls.issue(m.ca, m.names())
+            try:
+                issued = tls.issue(m.ca, m.names())
+            except TlsError as exc:
+                raise StepError(str(exc)) from None
+            # the key's sha256 in the certificate file's explanatory text (RFC 7468: PEM readers
+            # skip it): a key and certificate from different runs are seen as not a pair
+            pair = tls.Pair(f"# key sha256 {hashlib.sha256(issued.key_pem).hexdigest()}\n".encode()
+                            + issued.cert_pem, issued.key_pem)
             why = f"issue ({why}) for {', '.join(m.names())}"
         d = q(self.key_path.rsplit("/", 1)[0])
         return Plan([Command(f"install -d -o root -g root -m 0755 {d}"),
                      WriteFile(self.key_path, pair.key_pem, mode=0o600, secret=True),
                      WriteFile(self.cert_path, pair.cert_pem, mode=0o644,
                                old=cert.content if cert else b"")], why)
+
+
+def _paired_key(cert_pem: bytes | None) -> str | None:
+    """The key sha256 a certificate file of ours names (see ServerCertificate.plan)."""
+    first = (cert_pem or b"").split(b"\n", 1)[0].decode(errors="replace")
+    return first[len("# key sha256 "):].strip() if first.startswith("# key sha256 ") else None
 
 
 # -- CentOS 7: EPEL from its archive -----------------------------------------------------
