@@ -52,14 +52,14 @@ def recap(output: str, host: str) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3])
 
 
-def make_wheel(folder: Path, name: str, version: str, payload: int = 0) -> Path:
+def make_wheel(folder: Path, name: str, version: str, payload: int = 0, metadata: str = "") -> Path:
     """A minimal valid pure-Python wheel (what twine and pip accept); ``payload``: that many
-    random bytes in it besides (a big upload)."""
+    random bytes in it besides (a big upload); ``metadata``: more METADATA header lines."""
     dist = f"{name.replace('-', '_')}-{version}"
     files: dict[str, str | bytes] = {
         f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
         f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                      f"Summary: test package\n",
+                                      f"Summary: test package\n{metadata}",
         f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
                                    "Tag: py3-none-any\n",
     }
