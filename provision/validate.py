@@ -60,7 +60,7 @@ SYSTEM_TREES = (
     "/var/lib/systemd", "/var/lib/provision", "/var/log", "/var/spool", "/var/run", "/var/lock",
 )
 DIR_VARS = ("pypiserver_venv", "pypiserver_wheels_dir", "pypiserver_packages_dir",
-            "pypiserver_config_dir")
+            "pypiserver_config_dir", "pypiserver_index_dir")
 
 
 @lru_cache(maxsize=None)
@@ -293,6 +293,8 @@ CHECKS = {
     "tls_key": optional_local_file,
     "upload_max_size": size,
     "https_redirect_port": optional_port,
+    "static_index": boolean,
+    "pypiserver_index_dir": service_path,
 }
 
 
@@ -315,6 +317,8 @@ def _check_layout(v: dict, where: str) -> None:
         if p in seen:
             raise InventoryError(f"{where}: {k} {p} is also {seen[p]}: give each its own port")
         seen[p] = k
+    if v["static_index"] and not v["tls"]:
+        raise InventoryError(f"{where}: static_index needs tls: true (nginx serves the static index)")
     for have, lacks in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
         if v[have] and not v[lacks]:
             raise InventoryError(f"{where}: {have} is set without {lacks}: set both, or neither "

@@ -25,8 +25,10 @@ class ServiceState(Fact):
     service: str
 
     def command(self):
+        unit = self.service if self.service.endswith((".path", ".timer", ".socket", ".service")) \
+            else self.service + ".service"
         return (f"systemctl show -p LoadState -p ActiveState -p UnitFileState -p MainPID "
-                f"-p FragmentPath {shlex.quote(self.service + '.service')}")
+                f"-p FragmentPath {shlex.quote(unit)}")
 
     def parse(self, text, rc) -> UnitInfo:
         props = dict(re.findall(r"^(\w+)=(.*)$", text, re.M))

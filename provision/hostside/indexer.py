@@ -272,8 +272,15 @@ def main(argv=None):
     ap.add_argument("--yanked", help="JSON {project: {version: reason}} (PEP 592)")
     ap.add_argument("--full", action="store_true", help="render everything again")
     args = ap.parse_args(argv)
-    counts = build(args.packages, args.out, args.yanked, args.full)
-    print(json.dumps(counts, sort_keys=True))
+    # a change while we build (a start request for a running oneshot is merged into it):
+    # build again until the directory holds still (a few rounds at most)
+    for _ in range(10):
+        before = os.stat(args.packages).st_mtime_ns
+        counts = build(args.packages, args.out, args.yanked, args.full)
+        print(json.dumps(counts, sort_keys=True))
+        if os.stat(args.packages).st_mtime_ns == before:
+            break
+        args.full = False
     return 0
 
 

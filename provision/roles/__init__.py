@@ -25,7 +25,8 @@ RECORDED = ("pypiserver_port", "pypiserver_listen", "pypiserver_user", "pypiserv
             "pypiserver_wheels_dir", "pypiserver_packages_dir", "pypiserver_config_dir",
             "pypiserver_htpasswd", "pypiserver_authenticate", "pypiserver_extra_args",
             "pypiserver_url_host", "offline", "centos7_vault", "tls", "pypiserver_backend_port",
-            "tls_names", "tls_cert", "tls_key", "upload_max_size", "https_redirect_port")
+            "tls_names", "tls_cert", "tls_key", "upload_max_size", "https_redirect_port",
+            "static_index", "pypiserver_index_dir")
 RECORD_FORMAT = 1
 UNIT_DIR = "/etc/systemd/system"
 

@@ -89,3 +89,12 @@ class Restart(Step):
         # systemd left the old unit loaded, and a plain restart would bring it back
         return Plan([Command(f"systemctl daemon-reload && systemctl restart {q(self.service)}"), clear],
                     "inputs changed")
+
+
+class Trigger(Restart):
+    """Handler: run a oneshot service once when its inputs changed (a static index is
+    rebuilt right away, not at the next change of the directory it watches)."""
+
+    def plan(self, facts, probed):
+        return Plan([Command(f"systemctl start {q(self.service + '.service')}"),
+                     Command(f"rm -f {q(self.marker)}")], "inputs changed")

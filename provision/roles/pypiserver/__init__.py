@@ -26,7 +26,7 @@ from ...facts import HostFacts, version_key
 from ...render import render
 from ...validate import role_vars, systemd_quote
 from ...steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, Restart,
-                      Service, SystemUser, UnitFileOwned, Venv, Wheelhouse)
+                      Service, SystemUser, Trigger, UnitFileOwned, Venv, Wheelhouse)
 from . import front
 from .steps import PythonFromRepos, VaultRepos
 
@@ -35,6 +35,7 @@ FAMILIES = ("Debian", "RedHat")
 SUPPORTED = "Debian 11+, Ubuntu 20.04+, CentOS 7, RHEL/Rocky/Alma 8 and 9"
 RESTART = "restart pypiserver"
 RELOAD_NGINX = "reload nginx"
+REINDEX = "rebuild the static index"
 # test the configuration, reload, and wait (5 s at most) until only new workers accept: a
 # reload only signals the master, and the health check (or a client) must not meet an old
 # worker (one still accepting is titled exactly "nginx: worker process"; then "... is
@@ -165,8 +166,13 @@ class PypiserverRole(Role):
                       notify=(RESTART,), name=f"Ensure the systemd unit {unit_path} is up to date."),
             Service(service),
         ]
+        static = tls_on and bool(v["static_index"])
+        index_dir = v["pypiserver_index_dir"]
+        if static:
+            rest += self._static_index(v, facts_free_python=venv, user=user)
         if tls_on:
             conf = render("pypiserver/nginx.conf.j2", service=service, backend_port=backend,
+                          index_dir=index_dir if static else "",
                           port=port, listen=_nginx_address(v["pypiserver_listen"]),
                           redirect_port=v["https_redirect_port"], cert=f"{tls_dir}/server.crt",
                           key=f"{tls_dir}/server.key", upload_max_size=v["upload_max_size"],
@@ -199,9 +205,43 @@ class PypiserverRole(Role):
         ]
         return [system, rest]
 
+    def _static_index(self, v: dict, facts_free_python: str, user: str) -> list:
+        """The static index (preview, static_index: true): the builder shipped from this
+        package, a oneshot service that runs it as the service's user, and a path unit that
+        starts it on every change of the packages directory or the yank list."""
+        service, venv = v["pypiserver_service"], facts_free_python
+        index_dir, packages_dir = v["pypiserver_index_dir"], v["pypiserver_packages_dir"]
+        indexer = str(Path(venv).parent / "indexer.py")
+        yanked = f"{RECORD_DIR}/yanked-{service}.json"
+        unit_dir = "/etc/systemd/system"
+
+        def index_unit(facts):
+            argv = [f"{venv}/bin/python", indexer, packages_dir, index_dir, "--yanked", yanked]
+            return render("pypiserver/index.service.j2", service=service, user=user,
+                          index_dir=index_dir, systemd=facts.systemd,
+                          exec_start=" ".join(systemd_quote(a) for a in argv))
+
+        path_unit = render("pypiserver/index.path.j2", service=service, packages_dir=packages_dir,
+                           yanked=yanked)
+        from ...hostside import indexer as indexer_module
+        return [
+            Directory(index_dir, user, user, 0o755),
+            File(indexer, Path(indexer_module.__file__).read_bytes(), "root", "root", 0o755,
+                 notify=(REINDEX,), name=f"Ensure the static index builder {indexer} is up to date."),
+            File(yanked, None, "root", "root", 0o644,
+                 name=f"Ensure the yank list {yanked} exists."),
+            _Rendered(f"{unit_dir}/{service}-index.service", index_unit, on_change=("systemctl daemon-reload",),
+                      notify=(REINDEX,), name=f"Ensure the unit {service}-index.service is up to date."),
+            File(f"{unit_dir}/{service}-index.path", path_unit, on_change=("systemctl daemon-reload",),
+                 name=f"Ensure the unit {service}-index.path is up to date."),
+            Service(f"{service}-index.path"),
+        ]
+
     def handlers(self, target):
         v = self.vars(target)
         out = {RESTART: Restart(v["pypiserver_service"], RESTART)}
+        if v["tls"] and v["static_index"]:
+            out[REINDEX] = Trigger(f"{v['pypiserver_service']}-index", REINDEX)
         if v["tls"]:   # after pypiserver's restart: it frees the public port for nginx
             out[RELOAD_NGINX] = Restart("nginx", RELOAD_NGINX, reload=NGINX_RELOAD)
         return out
