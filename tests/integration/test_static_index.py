@@ -101,7 +101,7 @@ def test_pip_skips_a_release_for_a_newer_python_and_uv_reads_the_metadata(served
         assert upload(host, wheel).returncode == 0
         assert seconds_until_listed(host, "picky-pkg", wheel.name) is not None
     dest = tmp_path / "dl"
-    pip = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(dest),
+    pip = subprocess.run([sys.executable, "-m", "pip", "download", "--no-cache-dir", "--no-deps", "-d", str(dest),
                           "--index-url", f"{index(host)}simple/", "--cert", ca_file(), "picky-pkg"],
                          capture_output=True, text=True, env=clean_env(), timeout=120)
     assert pip.returncode == 0, pip.stdout + pip.stderr
