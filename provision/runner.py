@@ -116,7 +116,9 @@ def render_actions(actions: list) -> str:
     out = []
     for a in actions:
         if isinstance(a, Command):
-            out.append(a.sh)
+            # set -e does not stop at a failure inside `a && b` (only at the list's last
+            # command): each command is one group whose failure ends the step
+            out.append(f"{{ {a.sh}\n}} || exit $?")
         elif isinstance(a, WriteFile):
             if a.expect_sha256:
                 out.append(f"[ \"$(sha256sum < {q(a.path)} | cut -d' ' -f1)\" = {q(a.expect_sha256)} ] "

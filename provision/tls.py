@@ -204,7 +204,11 @@ def renewal_reason(cert_pem: bytes | None, ca: CA, names: list[str]) -> str | No
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
         return "the certificate on the host is unreadable"
-    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    try:
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    except ValueError:
+        raise TlsError(f"the private CA certificate {ca.path} is unreadable: restore it, or move "
+                       f"the folder away to have a new CA made") from None
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError

@@ -319,6 +319,9 @@ def _check_layout(v: dict, where: str) -> None:
         seen[p] = k
     if v["static_index"] and not v["tls"]:
         raise InventoryError(f"{where}: static_index needs tls: true (nginx serves the static index)")
+    if v["static_index"] and any(w in v["pypiserver_authenticate"].split(",") for w in ("download", "list")):
+        raise InventoryError(f"{where}: static_index serves pages without a password: it cannot go with "
+                             f"pypiserver_authenticate {v['pypiserver_authenticate']}")
     for have, lacks in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
         if v[have] and not v[lacks]:
             raise InventoryError(f"{where}: {have} is set without {lacks}: set both, or neither "

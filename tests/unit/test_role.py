@@ -219,3 +219,19 @@ def test_debian_keeps_its_own_python3_even_with_a_newer_one_installed():
     assert choose_python(facts) == ("3.11", "/usr/bin/python3.11")
     rocky = distro_facts("rocky-8")
     assert choose_python(rocky) == ("3.11", "/usr/bin/python3.11")  # EL: the newest
+
+
+def test_a_password_for_reading_keeps_every_read_behind_pypiserver():
+    """authenticate download/list: nginx serves nothing from disk (no /packages/ alias)."""
+    site = lambda **v: written(fresh_plan("debian-12", **v))["/etc/nginx/conf.d/pypiserver.conf"].content.decode()  # noqa: E731
+    assert "alias /srv/pypi/packages/;" in site()
+    for auth in ("download", "list,update", "download,list,update"):
+        assert "alias /srv/pypi/packages/;" not in site(pypiserver_authenticate=auth)
+    from provision.errors import InventoryError
+    with pytest.raises(InventoryError, match="static_index serves pages without a password"):
+        fresh_plan("debian-12", static_index=True, pypiserver_authenticate="download,update")
+
+
+def test_ipv6_listen_takes_ipv4_too():
+    site = written(fresh_plan("debian-12", pypiserver_listen="::"))["/etc/nginx/conf.d/pypiserver.conf"]
+    assert "listen [::]:8000 ssl ipv6only=off;" in site.content.decode()

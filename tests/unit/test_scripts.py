@@ -123,3 +123,15 @@ def test_a_conflicting_change_is_refused_with_a_quoted_path(tmp_path):
                          cwd=tmp_path)
     assert "changed while this run read it" in res.stdout.decode()
     assert target.read_text() == "old\n" and not (tmp_path / "pwned").exists()
+
+
+def test_a_failure_inside_an_and_list_fails_the_step():
+    """set -e alone lets `false && true` pass: each command is its own group that exits."""
+    import subprocess
+
+    from provision.runner import apply_script
+    from provision.steps import Command, Plan
+
+    script = apply_script([(0, Plan([Command("false && true"), Command("echo after")], "x"))])
+    res = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=10)
+    assert res.returncode != 0 and "after" not in res.stdout

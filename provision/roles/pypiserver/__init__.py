@@ -173,6 +173,9 @@ class PypiserverRole(Role):
         if tls_on:
             conf = render("pypiserver/nginx.conf.j2", service=service, backend_port=backend,
                           index_dir=index_dir if static else "",
+                          # a password for reading: every read goes through pypiserver's check
+                          read_auth=any(w in v["pypiserver_authenticate"].split(",")
+                                        for w in ("download", "list")),
                           port=port, listen=_nginx_address(v["pypiserver_listen"]),
                           redirect_port=v["https_redirect_port"], cert=f"{tls_dir}/server.crt",
                           key=f"{tls_dir}/server.key", upload_max_size=v["upload_max_size"],
@@ -411,7 +414,10 @@ class PypiserverRole(Role):
         if v["tls_cert"]:
             lines.append(f"pip: pip install --index-url {url} NAME")
         else:
-            lines.append(f"pip: pip install --index-url {url} --cert {shlex.quote(str(tls.ca_dir() / 'ca.crt'))} NAME")
+            # (--cert replaces pip's trust store: PyPI, where unknown names are redirected,
+            # then fails; client-config writes a bundle of both)
+            lines.append(f"pip: pip install --index-url {url} --cert {shlex.quote(str(tls.ca_dir() / 'ca.crt'))} "
+                         f"NAME   (names only this index holds; for everything, use client-config)")
         lines.append(f"clients: invoke client-config -H {target.name} --write (pip.conf, .pypirc, "
                      f"the CA they trust)")
         if target.deployed and not target.recorded.get("tls", False):

@@ -94,7 +94,10 @@ class ServerCertificate(Step):
                 return Plan(note=f"your certificate, {tls.days_left(m.user.cert_pem)} days left")
             pair, why = m.user, "install your certificate"
         else:
-            why = tls.renewal_reason(cert.content if cert else None, m.ca, m.names())
+            try:
+                why = tls.renewal_reason(cert.content if cert else None, m.ca, m.names())
+            except TlsError as exc:
+                raise StepError(str(exc)) from None
             if why is None and key is None:
                 why = "its key is missing"
             elif why is None and _paired_key(cert.content) != key.sha256:
@@ -183,7 +186,7 @@ class Epel7Archive(Step):
                 return Plan(note=f"{', '.join(files)} -> {a}")
             sed = ("sed -i.provision-orig"
                    r" -e 's|^\(metalink=https\{0,1\}://mirrors\.fedoraproject\.org.*\)|#\1|'"
-                   rf" -e 's|^#* *baseurl=https\{{0,1\}}://download\.fedoraproject\.org/pub/epel/7/|baseurl={a}/|'")
+                   rf" -e 's|^#* *baseurl=https\{{0,1\}}://[^/]*/pub/epel/7/|baseurl={a}/|'")
             return Plan([Command(f"{sed} {q(f)}") for f in dead] + [Command("yum clean all -q")],
                         f"{len(dead)} repo files -> {a} (EPEL 7's mirrors are gone)")
         ours = probed["ours"]
