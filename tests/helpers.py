@@ -89,9 +89,10 @@ def index(host, port: int = 8000) -> str:
     return f"https://{host.address}:{port}/"
 
 
-def http_get(host: str, port: int, path: str, timeout: float = 5, tls: bool = True
-             ) -> tuple[int, dict, str]:
-    """GET over https verified with the session's CA (tls=False: plain http)."""
+def http_get(host: str, port: int, path: str, timeout: float = 5, tls: bool = True,
+             headers: dict | None = None, raw: bool = False) -> tuple[int, dict, str | bytes]:
+    """GET over https verified with the session's CA (tls=False: plain http); raw: the body
+    as bytes."""
     if tls:
         import ssl
 
@@ -100,9 +101,10 @@ def http_get(host: str, port: int, path: str, timeout: float = 5, tls: bool = Tr
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read().decode(errors="replace")
+        body = resp.read()
+        return resp.status, dict(resp.getheaders()), body if raw else body.decode(errors="replace")
     finally:
         conn.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.external import write_inventory
-from tests.helpers import ca_file, clean_env, index, invoke, make_wheel, sh
+from tests.helpers import ca_file, clean_env, http_get, index, invoke, make_wheel, sh
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +33,7 @@ def served(host, tmp_path_factory):
 
 
 def get(host, path, accept=None):
-    import http.client
-    import ssl
-    conn = http.client.HTTPSConnection(host.address, 8000, timeout=5,
-                                       context=ssl.create_default_context(cafile=ca_file()))
-    try:
-        conn.request("GET", path, headers={"Accept": accept} if accept else {})
-        resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read()
-    finally:
-        conn.close()
+    return http_get(host.address, 8000, path, headers={"Accept": accept} if accept else None, raw=True)
 
 
 def upload(host, wheel):

@@ -169,7 +169,7 @@ class PypiserverRole(Role):
         static = tls_on and bool(v["static_index"])
         index_dir = v["pypiserver_index_dir"]
         if static:
-            rest += self._static_index(v, facts_free_python=venv, user=user)
+            rest += self._static_index(v)
         if tls_on:
             conf = render("pypiserver/nginx.conf.j2", service=service, backend_port=backend,
                           index_dir=index_dir if static else "",
@@ -208,11 +208,11 @@ class PypiserverRole(Role):
         ]
         return [system, rest]
 
-    def _static_index(self, v: dict, facts_free_python: str, user: str) -> list:
+    def _static_index(self, v: dict) -> list:
         """The static index (preview, static_index: true): the builder shipped from this
         package, a oneshot service that runs it as the service's user, and a path unit that
         starts it on every change of the packages directory or the yank list."""
-        service, venv = v["pypiserver_service"], facts_free_python
+        service, venv, user = v["pypiserver_service"], v["pypiserver_venv"], v["pypiserver_user"]
         index_dir, packages_dir = v["pypiserver_index_dir"], v["pypiserver_packages_dir"]
         indexer = str(Path(venv).parent / "indexer.py")
         yanked = f"{RECORD_DIR}/yanked-{service}.json"
