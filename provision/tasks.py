@@ -277,6 +277,39 @@ def mirror(c, requirement, host=None, inventory=None, python=None, platform=None
     _run_role(role, host, inventory, check, ask_sudo_pass, diff=diff)
 
 
+@task(iterable=["host"], help={**HOSTS_HELP, "name": "the project (any spelling: Foo_Bar is foo-bar)",
+                               "version": "the release, as its file names spell it",
+                               "reason": "why, shown to pip and uv users (PEP 592)"})
+def yank(c, name, version, reason="", host=None, inventory=None, check=False, ask_sudo_pass=False,
+         no_color=False):
+    """Yank a release (PEP 592): installs that do not pin it skip it; `==VERSION` still gets it."""
+    _index_task("yank", name, version, reason, host, inventory, check, ask_sudo_pass)
+
+
+@task(iterable=["host"], help={**HOSTS_HELP, "name": "the project", "version": "the release"})
+def unyank(c, name, version, host=None, inventory=None, check=False, ask_sudo_pass=False,
+           no_color=False):
+    """Undo a yank: the release is offered to every install again."""
+    _index_task("unyank", name, version, None, host, inventory, check, ask_sudo_pass)
+
+
+@task(iterable=["host"], help=HOSTS_HELP)
+def reindex(c, host=None, inventory=None, check=False, ask_sudo_pass=False, no_color=False):
+    """Rebuild the static index from the package files (it otherwise follows every change)."""
+    from .roles.index import IndexRole
+
+    _run_role(IndexRole("reindex"), host, inventory, check, ask_sudo_pass)
+
+
+def _index_task(action, name, version, reason, host, inventory, check, ask_sudo_pass):
+    from .roles.index import IndexRole
+    from .validate import project_name, release_version, yank_reason
+
+    role = IndexRole(action, project_name(name), release_version(version),
+                     yank_reason(reason) if reason is not None else None)
+    _run_role(role, host, inventory, check, ask_sudo_pass)
+
+
 @task
 def version(c):
     """Print this tool's version (`invoke --version` prints invoke's own)."""
@@ -286,4 +319,5 @@ def version(c):
           f"{sys.version.split()[0]})")
 
 
-ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, version)
+ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, yank, unyank,
+                reindex, version)

@@ -266,6 +266,39 @@ def size(value) -> str:
     return text
 
 
+def tri_state(value) -> bool | str:
+    """true, false or auto (the role decides)."""
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError(f"must be true, false or auto, got {_show(value)}")
+
+
+# an upstream index URL: scheme, host, optional port and path; nothing a shell or a unit
+# line would read as syntax
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/%+-]*)?")
+
+
+def fallback(value) -> str:
+    """off, or the URL of an index clients are redirected to for names this one lacks."""
+    text = _text(value, "off or a URL", 512)
+    if text == "off" or _URL.fullmatch(text):
+        return text if text == "off" or text.endswith("/") else text + "/"
+    raise ValueError(f"must be off or an http(s) URL like https://pypi.org/simple/, got {_show(value)}")
+
+
+def read_auth(v: dict) -> bool:
+    """A password is needed to read (list or download): every read goes through pypiserver."""
+    return any(w in v["pypiserver_authenticate"].split(",") for w in ("download", "list"))
+
+
+def static_index_on(v: dict) -> bool:
+    """The static index is served: static_index true, or auto (the default) with TLS on
+    and no password for reading (nginx serves the pages without asking one)."""
+    if v["static_index"] == "auto":
+        return bool(v["tls"]) and not read_auth(v)
+    return bool(v["static_index"])
+
+
 def optional_port(value) -> int:
     """0 (off) or a port."""
     return 0 if value in (0, "0", "", None) else port(value)
@@ -293,7 +326,8 @@ CHECKS = {
     "tls_key": optional_local_file,
     "upload_max_size": size,
     "https_redirect_port": optional_port,
-    "static_index": boolean,
+    "static_index": tri_state,
+    "pypiserver_fallback": fallback,
     "pypiserver_index_dir": service_path,
 }
 
@@ -317,9 +351,9 @@ def _check_layout(v: dict, where: str) -> None:
         if p in seen:
             raise InventoryError(f"{where}: {k} {p} is also {seen[p]}: give each its own port")
         seen[p] = k
-    if v["static_index"] and not v["tls"]:
+    if v["static_index"] is True and not v["tls"]:
         raise InventoryError(f"{where}: static_index needs tls: true (nginx serves the static index)")
-    if v["static_index"] and any(w in v["pypiserver_authenticate"].split(",") for w in ("download", "list")):
+    if v["static_index"] is True and read_auth(v):
         raise InventoryError(f"{where}: static_index serves pages without a password: it cannot go with "
                              f"pypiserver_authenticate {v['pypiserver_authenticate']}")
     for have, lacks in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
@@ -335,6 +369,43 @@ def _check_layout(v: dict, where: str) -> None:
         if _inside(v["pypiserver_htpasswd"], v[k]):
             raise InventoryError(f"{where}: pypiserver_htpasswd {v['pypiserver_htpasswd']} is inside "
                                  f"{k} {v[k]}: keep it in pypiserver_config_dir")
+
+
+# -- command-line values of the index tasks ------------------------------------------------
+_PROJECT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.!+_-]{0,62}[A-Za-z0-9])?")
+
+
+def _cli(check, value, what: str) -> str:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise InventoryError(f"{what} {exc}") from None
+
+
+def project_name(value) -> str:
+    """A project name as PEP 508 spells them (letters, digits, '.', '_', '-')."""
+    def check(v):
+        text = _text(v, "a project name", 100)
+        if not _PROJECT.fullmatch(text):
+            raise ValueError(f"{_show(v)} is not a project name (letters, digits, '.', '_' and '-')")
+        return text
+    return _cli(check, value, "name")
+
+
+def release_version(value) -> str:
+    """A version as file names spell it (PEP 440's characters)."""
+    def check(v):
+        text = _text(v, "a version", 64)
+        if not _VERSION.fullmatch(text):
+            raise ValueError(f"{_show(v)} is not a version (like 1.2.0, 2.0rc1, 1!3.0+local)")
+        return text
+    return _cli(check, value, "version")
+
+
+def yank_reason(value) -> str:
+    """Free text for clients (escaped where it is written): one line, 500 characters at most."""
+    return _cli(lambda v: _text(v, "text", 500), value, "reason")
 
 
 # -- connection values (inventory.py) ----------------------------------------------------

@@ -115,6 +115,17 @@ def write_atomic(path, data, mode=0o644):
         raise
 
 
+def _remove(path):
+    """Remove a stale page or metadata file; one we may not remove (someone else's) is
+    reported, not fatal: the rest of the index still comes up to date."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        print("indexer: cannot remove %s: %s" % (path, exc.strerror), file=sys.stderr)
+
+
 def upload_time(mtime):
     """PEP 700: ISO 8601 in UTC, 'Z' suffix."""
     stamp = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc)
@@ -240,21 +251,21 @@ def build(packages, out, yanked_file=None, full=False):
         write_atomic(os.path.join(page_dir, "index.v1_json"), page_json)
         write_atomic(os.path.join(page_dir, "index.html"), page_html)
         counts["rendered"] += 1
-    for project in sorted(set(old_prints) - set(prints)):
+    # what the directories hold, not what the state says: a rebuild without a state
+    # (reindex) removes stale pages and metadata too
+    listed = set(os.listdir(simple)) if os.path.isdir(simple) else set()
+    for project in sorted(p for p in listed - set(prints) if os.path.isdir(os.path.join(simple, p))):
         for page in ("index.html", "index.v1_json"):
-            path = os.path.join(simple, project, page)
-            if os.path.exists(path):
-                os.unlink(path)
+            _remove(os.path.join(simple, project, page))
         try:
             os.rmdir(os.path.join(simple, project))
         except OSError:
             pass
         counts["removed"] += 1
-    gone = set(state.get("files", {})) - set(files)
-    for name in gone:
-        path = os.path.join(out, "metadata", name + ".metadata")
-        if os.path.exists(path):
-            os.unlink(path)
+    meta_dir = os.path.join(out, "metadata")
+    for name in os.listdir(meta_dir) if os.path.isdir(meta_dir) else ():
+        if name.endswith(".metadata") and name[:-len(".metadata")] not in files:
+            _remove(os.path.join(meta_dir, name))
     if sorted(prints) != sorted(old_prints) or not os.path.exists(os.path.join(simple, "index.v1_json")):
         root_html, root_json = root_pages(sorted(prints))
         write_atomic(os.path.join(simple, "index.v1_json"), root_json)

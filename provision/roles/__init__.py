@@ -26,8 +26,10 @@ RECORDED = ("pypiserver_port", "pypiserver_listen", "pypiserver_user", "pypiserv
             "pypiserver_htpasswd", "pypiserver_authenticate", "pypiserver_extra_args",
             "pypiserver_url_host", "offline", "centos7_vault", "tls", "pypiserver_backend_port",
             "tls_names", "tls_cert", "tls_key", "upload_max_size", "https_redirect_port",
-            "static_index", "pypiserver_index_dir")
-RECORD_FORMAT = 1
+            "static_index", "pypiserver_index_dir", "pypiserver_fallback")
+# 2: static_index became a default (auto); a format 1 record's static_index: false was
+# the preview's default, not a choice, so it is not adopted
+RECORD_FORMAT = 2
 UNIT_DIR = "/etc/systemd/system"
 
 
@@ -78,6 +80,8 @@ def parse_record(text: str, where: str) -> dict | None:
     if version > RECORD_FORMAT:
         raise InventoryError(f"{where} was written by a newer version of this tool (format "
                              f"{version}): upgrade this one")
+    if version < 2 and settings.get("static_index") is False:
+        del settings["static_index"]
     return {k: settings[k] for k in RECORDED if k in settings}
 
 

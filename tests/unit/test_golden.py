@@ -9,6 +9,7 @@ as a diff to review; to accept it: PROVISION_UPDATE_GOLDEN=1 pytest tests/unit/t
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -26,10 +27,11 @@ UPDATE = os.environ.get("PROVISION_UPDATE_GOLDEN") == "1"
 
 
 def render_plan(plans) -> str:
-    """Every step, its note and actions; certificates (issued fresh each time) and the
-    session's CA folder as placeholders."""
-    from provision import tls
+    """Every step, its note and actions; certificates (issued fresh each time), the
+    session's CA folder and the programs shipped from provision/hostside as placeholders."""
+    from provision import hostside, tls
 
+    shipped = {p.read_bytes(): f"provision/hostside/{p.name}" for p in Path(hostside.__file__).parent.glob("*.py")}
     out = []
     for step, plan in plans:
         note = plan.note.replace(str(tls.ca_dir()), "$PROVISION_CA_DIR")
@@ -38,10 +40,12 @@ def render_plan(plans) -> str:
             if isinstance(a, Command):
                 out += ["    $ " + line for line in a.sh.splitlines()]
             elif isinstance(a, WriteFile):
-                size = "PEM" if b"-----BEGIN" in a.content else f"{len(a.content)} bytes"
+                size = "PEM" if b"-----BEGIN" in a.content else shipped.get(a.content, f"{len(a.content)} bytes")
                 out.append(f"    write {a.path} ({a.owner}:{a.group} {a.mode:04o}, {size})")
                 if b"-----BEGIN" in a.content:
                     out.append("    | (PEM)")
+                elif a.content in shipped:
+                    pass
                 elif not a.secret:
                     out += ["    | " + line for line in a.content.decode().splitlines()]
             elif isinstance(a, Upload):

@@ -132,3 +132,12 @@ def _through_the_record(key, value):
             role_vars(target(**{key: value}))
         return
     assert PypiserverRole().vars(t)[key] == role_vars(target(**{key: value}))[key]
+
+
+def test_a_format_1_record_does_not_keep_the_previews_static_index_false():
+    """static_index: false was the preview's default in format 1, not a choice: the static
+    index (now auto) comes on at the next deploy; a format 2 false is a choice, kept."""
+    old = json.dumps({"format": 1, "service": "pypiserver",
+                      "settings": {"static_index": False, "pypiserver_port": 8081}})
+    assert parse_record(old, "h") == {"pypiserver_port": 8081}
+    assert parse_record(record(static_index=False), "h") == {"static_index": False}

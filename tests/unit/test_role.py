@@ -132,12 +132,16 @@ def test_https_front_by_default(distro, installs):
             "{ semanage fcontext -a -t httpd_sys_content_t '/srv/pypi/packages(/.*)?' 2>/dev/null || "
             "semanage fcontext -m -t httpd_sys_content_t '/srv/pypi/packages(/.*)?'; } && "
             "{ [ ! -e /srv/pypi/packages ] || restorecon -R /srv/pypi/packages; }",
+            "{ semanage fcontext -a -t httpd_sys_content_t '/srv/pypi/index(/.*)?' 2>/dev/null || "
+            "semanage fcontext -m -t httpd_sys_content_t '/srv/pypi/index(/.*)?'; } && "
+            "{ [ ! -e /srv/pypi/index ] || restorecon -R /srv/pypi/index; }",
             "{ semanage fcontext -a -t cert_t '/etc/pypiserver/tls(/.*)?' 2>/dev/null || "
             "semanage fcontext -m -t cert_t '/etc/pypiserver/tls(/.*)?'; } && "
             "{ [ ! -e /etc/pypiserver/tls ] || restorecon -R /etc/pypiserver/tls; }"]
         record = files["/var/lib/provision/selinux-rules-pypiserver"].content.decode()
         assert record.splitlines() == sorted(["port tcp/8080 http_port_t", "port tcp/80 http_port_t",
                                               "fcontext /srv/pypi/packages(/.*)? httpd_sys_content_t",
+                                              "fcontext /srv/pypi/index(/.*)? httpd_sys_content_t",
                                               "fcontext /etc/pypiserver/tls(/.*)? cert_t"])
         # a second run: the rules are recorded, the boolean is on: nothing to do, no semanage
         from provision.roles.pypiserver import front
@@ -235,3 +239,51 @@ def test_a_password_for_reading_keeps_every_read_behind_pypiserver():
 def test_ipv6_listen_takes_ipv4_too():
     site = written(fresh_plan("debian-12", pypiserver_listen="::"))["/etc/nginx/conf.d/pypiserver.conf"]
     assert "listen [::]:8000 ssl ipv6only=off;" in site.content.decode()
+
+
+def test_the_static_index_is_on_by_default_where_nginx_may_serve_pages():
+    """auto: with TLS and no password for reading; true is refused where it cannot be."""
+    from provision.errors import InventoryError
+
+    def static(**v):
+        return "/etc/systemd/system/pypiserver-index.path" in written(fresh_plan("debian-12", **v))
+    assert static() and static(static_index=True)
+    assert not static(static_index=False) and not static(tls=False)
+    assert not static(pypiserver_authenticate="download,update")
+    with pytest.raises(InventoryError, match="static_index needs tls: true"):
+        fresh_plan("debian-12", static_index=True, tls=False)
+    with pytest.raises(InventoryError, match="must be true, false or auto"):
+        fresh_plan("debian-12", static_index="yes")
+
+
+@pytest.mark.parametrize("value,argv", [
+    ("https://pypi.org/simple/", None),                     # pypiserver's own default: no flag
+    ("off", '"--disable-fallback"'),
+    ("https://mirror.example.com:8443/pypi/simple", '"--fallback-url" "https://mirror.example.com:8443/pypi/simple/"'),
+])
+def test_the_fallback_for_names_the_index_lacks(value, argv):
+    unit = written(fresh_plan("debian-12", pypiserver_fallback=value))[
+        "/etc/systemd/system/pypiserver.service"].content.decode()
+    if argv is None:
+        assert "fallback" not in unit
+    else:
+        assert argv in unit
+    # --disable-fallback given the old way (extra args) is not doubled
+    unit = written(fresh_plan("debian-12", pypiserver_fallback="off", pypiserver_extra_args="--disable-fallback"))[
+        "/etc/systemd/system/pypiserver.service"].content.decode()
+    assert unit.count("--disable-fallback") == 1
+
+
+@pytest.mark.parametrize("value", ["ftp://x/", "https://x/$(id)", "https://x/ a", "http://", 3, "https://x/\"y"])
+def test_a_hostile_fallback_is_refused(value):
+    from provision.errors import InventoryError
+
+    with pytest.raises(InventoryError, match="pypiserver_fallback must be off or a"):
+        fresh_plan("debian-12", pypiserver_fallback=value)
+
+
+def test_selinux_file_contexts_are_escaped_regular_expressions():
+    plan = fresh_plan("rocky-9", pypiserver_packages_dir="/srv/pypi.d/pack+ages")
+    rules = [c for c in commands(plan) if "semanage fcontext" in c]
+    assert any("'/srv/pypi\\.d/pack\\+ages(/.*)?'" in c for c in rules), rules
+    assert any("'/srv/pypi/index(/.*)?'" in c and "httpd_sys_content_t" in c for c in rules), rules

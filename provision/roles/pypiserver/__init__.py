@@ -24,7 +24,7 @@ from .. import RECORD_DIR, Role, index_url, record_content, record_path, tls_nam
 from ...errors import StepError, UnsupportedHost
 from ...facts import HostFacts, version_key
 from ...render import render
-from ...validate import role_vars, systemd_quote
+from ...validate import defaults, read_auth, role_vars, static_index_on, systemd_quote
 from ...steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, Restart,
                       Service, SystemUser, Trigger, UnitFileOwned, Venv, Wheelhouse)
 from . import front
@@ -115,11 +115,18 @@ class PypiserverRole(Role):
         listen, backend = ("127.0.0.1", v["pypiserver_backend_port"]) if tls_on else \
             (v["pypiserver_listen"], port)
 
+        # names the index lacks: pypiserver's default redirect to PyPI needs no flag
+        extra = v["pypiserver_extra_args"]
+        fallback = [] if v["pypiserver_fallback"] == defaults()["pypiserver_fallback"] or \
+            "--disable-fallback" in extra else \
+            ["--disable-fallback"] if v["pypiserver_fallback"] == "off" else \
+            ["--fallback-url", v["pypiserver_fallback"]]
+
         def unit(facts):
             argv = [f"{venv}/bin/pypi-server", "run", "--host", listen,
                     "--port", str(backend), "--passwords", v["pypiserver_htpasswd"],
                     "--authenticate", v["pypiserver_authenticate"], "--server", "auto",
-                    "--backend", "cached-dir", *v["pypiserver_extra_args"],
+                    "--backend", "cached-dir", *fallback, *extra,
                     v["pypiserver_packages_dir"]]
             return render("pypiserver/pypiserver.service.j2", user=user, packages_dir=v["pypiserver_packages_dir"],
                           exec_start=" ".join(systemd_quote(a) for a in argv), systemd=facts.systemd)
@@ -166,7 +173,7 @@ class PypiserverRole(Role):
                       notify=(RESTART,), name=f"Ensure the systemd unit {unit_path} is up to date."),
             Service(service),
         ]
-        static = tls_on and bool(v["static_index"])
+        static = static_index_on(v)
         index_dir = v["pypiserver_index_dir"]
         if static:
             rest += self._static_index(v)
@@ -174,8 +181,7 @@ class PypiserverRole(Role):
             conf = render("pypiserver/nginx.conf.j2", service=service, backend_port=backend,
                           index_dir=index_dir if static else "",
                           # a password for reading: every read goes through pypiserver's check
-                          read_auth=any(w in v["pypiserver_authenticate"].split(",")
-                                        for w in ("download", "list")),
+                          read_auth=read_auth(v),
                           port=port, listen=_nginx_address(v["pypiserver_listen"]),
                           redirect_port=v["https_redirect_port"], cert=f"{tls_dir}/server.crt",
                           key=f"{tls_dir}/server.key", upload_max_size=v["upload_max_size"],
@@ -189,7 +195,7 @@ class PypiserverRole(Role):
                   if not v["tls_cert"] else []),
                 # after the files it labels exist, before nginx binds the port(s)
                 front.SelinuxFront([port] + ([v["https_redirect_port"]] if v["https_redirect_port"] else []),
-                                   v["pypiserver_packages_dir"], tls_dir,
+                                   [v["pypiserver_packages_dir"]] + ([index_dir] if static else []), tls_dir,
                                    record=f"{RECORD_DIR}/selinux-rules-{service}"),
                 *([front.DebianDefaultSite(notify=(RELOAD_NGINX,))]
                   if v["https_redirect_port"] == 80 else []),
@@ -209,7 +215,7 @@ class PypiserverRole(Role):
         return [system, rest]
 
     def _static_index(self, v: dict) -> list:
-        """The static index (preview, static_index: true): the builder shipped from this
+        """The static index (static_index): the builder shipped from this
         package, a oneshot service that runs it as the service's user, and a path unit that
         starts it on every change of the packages directory or the yank list."""
         service, venv, user = v["pypiserver_service"], v["pypiserver_venv"], v["pypiserver_user"]
@@ -243,7 +249,7 @@ class PypiserverRole(Role):
     def handlers(self, target):
         v = self.vars(target)
         out = {RESTART: Restart(v["pypiserver_service"], RESTART)}
-        if v["tls"] and v["static_index"]:
+        if static_index_on(v):
             out[REINDEX] = Trigger(f"{v['pypiserver_service']}-index", REINDEX)
         if v["tls"]:   # after pypiserver's restart: it frees the public port for nginx
             out[RELOAD_NGINX] = Restart("nginx", RELOAD_NGINX, reload=NGINX_RELOAD)

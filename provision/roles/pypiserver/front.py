@@ -10,6 +10,7 @@ Hat family: EPEL for CentOS 7 (archived like its base repos), and persistent SEL
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Callable
@@ -222,8 +223,8 @@ class SelinuxFront(Step):
     the record is applied (each command is idempotent: -a, else -m). The boolean is read
     every time (getsebool is cheap)."""
 
-    def __init__(self, ports: list[int], packages_dir: str, tls_dir: str, record: str):
-        self.ports, self.packages_dir, self.tls_dir, self.record = ports, packages_dir, tls_dir, record
+    def __init__(self, ports: list[int], content_dirs: list[str], tls_dir: str, record: str):
+        self.ports, self.content_dirs, self.tls_dir, self.record = ports, content_dirs, tls_dir, record
         self.name = "Ensure SELinux lets nginx serve the index (persistent rules)."
 
     def rules(self) -> dict[str, str]:
@@ -233,8 +234,9 @@ class SelinuxFront(Step):
             out[f"port tcp/{int(p)} http_port_t"] = (
                 f"semanage port -a -t http_port_t -p tcp {int(p)} 2>/dev/null || "
                 f"semanage port -m -t http_port_t -p tcp {int(p)}")
-        for path, kind in ((self.packages_dir, "httpd_sys_content_t"), (self.tls_dir, "cert_t")):
-            spec = f"{path}(/.*)?"
+        for path, kind in [*((d, "httpd_sys_content_t") for d in self.content_dirs), (self.tls_dir, "cert_t")]:
+            # a regular expression: the '.' and '+' a path may hold are literal
+            spec = re.sub(r"([.+])", r"\\\1", path) + "(/.*)?"
             out[f"fcontext {spec} {kind}"] = (
                 f"{{ semanage fcontext -a -t {kind} {q(spec)} 2>/dev/null || "
                 f"semanage fcontext -m -t {kind} {q(spec)}; }} && "
