@@ -46,12 +46,13 @@ TODAY_UNIT = "bench-today"
 TARGET_RPS, TARGET_RATIO, TODAY_PAGES = 5000, 2.0, 366
 
 
-def https_get(addr: str, port: int, path: str, cafile: str, timeout: float = 10) -> tuple[int, bytes]:
+def https_get(addr: str, port: int, path: str, cafile: str, timeout: float = 10,
+              headers: dict | None = None) -> tuple[int, bytes]:
     import http.client
     conn = http.client.HTTPSConnection(addr, port, timeout=timeout,
                                        context=ssl.create_default_context(cafile=cafile))
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -60,7 +61,7 @@ def https_get(addr: str, port: int, path: str, cafile: str, timeout: float = 10)
 
 def wrk(lua: Path, url: str, args) -> dict:
     import re
-    p = subprocess.run(["wrk", "-t2", f"-c{args.clients}", f"-d{args.seconds}s", "--timeout", "10s",
+    p = subprocess.run(["wrk", "-t2", f"-c{args.clients}", f"-d{args.seconds:g}s", "--timeout", "10s",
                         "-s", str(lua), url, "--", str(10_000_000)],
                        capture_output=True, text=True, timeout=args.seconds + 120)
     m = re.search(r"^BENCH (.*)$", p.stdout, re.M)

@@ -19,9 +19,9 @@ from .files import Directory, File
 from .firewall import FirewallPort, PortFree
 from .packages import Packages
 from .python import PipRequirements, Venv, Wheelhouse
-from .service import Restart, Service, Trigger, UnitFileOwned
+from .service import PortHandover, Restart, Service, ServiceOff, Trigger, UnitFileOwned
 from .users import SystemUser
 
 __all__ = ["Command", "Directory", "File", "FirewallPort", "Packages", "PipRequirements", "Plan",
-           "PortFree", "Restart", "Service", "Step", "SystemUser", "Trigger", "UnitFileOwned", "Upload", "Venv",
+           "PortFree", "PortHandover", "Restart", "Service", "ServiceOff", "Step", "SystemUser", "Trigger", "UnitFileOwned", "Upload", "Venv",
            "Wheelhouse", "WriteFile"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StepError
-from ..facts import FileState, PathExists, ServiceState
+from ..facts import FileState, Listeners, PathExists, ServiceState
 from .base import Command, Plan, Step, q
 
 
@@ -53,6 +53,50 @@ class Service(Step):
         if active != "active":
             actions.append(Command(f"systemctl start {q(self.service)}"))
         return Plan(actions, "enable and start" if actions else "enabled, active")
+
+
+class ServiceOff(Step):
+    """A service of ours that a setting turned off: stopped and disabled (its unit file and
+    its data stay; turning the setting on again starts it). A missing unit is fine."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.name = f"Ensure the service {service} is stopped and disabled."
+
+    def probes(self):
+        return {"state": ServiceState(self.service)}
+
+    def plan(self, facts, probed):
+        state = probed["state"]
+        actions = []
+        if state.enabled == "enabled":
+            actions.append(Command(f"systemctl disable {q(self.service)}"))
+        if state.active in ("active", "activating", "reloading"):
+            actions.append(Command(f"systemctl stop {q(self.service)}"))
+        if not actions:
+            return Plan(note="no such unit" if state.load == "not-found" else "stopped, disabled")
+        return Plan(actions, "stop and disable")
+
+
+class PortHandover(Step):
+    """A service moving off a port to another of ours (pypiserver leaving the public port to
+    nginx when HTTPS comes in front): restarted now, with its new unit, so the port is free
+    when the next step starts the newcomer; restart handlers run only at the end of a run."""
+
+    def __init__(self, port: int, service: str, successor: str):
+        self.port, self.service, self.successor = port, service, successor
+        self.name = f"Ensure {service} leaves port {port} to {successor}."
+
+    def probes(self):
+        return {"state": ServiceState(self.service), "listeners": Listeners(self.port)}
+
+    def plan(self, facts, probed):
+        pid = probed["state"].main_pid
+        holds = bool(pid) and any(p == pid for users in probed["listeners"] or [] for _, p in users)
+        if not holds:
+            return Plan(note=f"not on port {self.port}")
+        return Plan([Command(f"systemctl restart {q(self.service)}")],
+                    f"restart it on its new address (it holds {self.port})")
 
 
 class Restart(Step):

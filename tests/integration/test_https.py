@@ -76,10 +76,15 @@ def test_an_http_deploy_moves_to_https_keeping_packages_and_accounts(host, inv, 
                 "upload_max_size", "https_redirect_port"):
         record["settings"].pop(key)
     sh(host, f"cat > {path}", input=json.dumps(record).encode())
+    # nginx installed but stopped, as the Red Hat family's package leaves it (Debian's starts
+    # it): the move must restart pypiserver off the public port before nginx starts on it
+    sh(host, "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+             "--no-install-recommends nginx >/dev/null && systemctl disable --now nginx")
     set_vars(inv, tls=None)
     moved = invoke("deploy", "--inventory", inv, "-H", host.name)
     assert moved.returncode == 0, moved.stdout + moved.stderr
     assert "this server moved to https on the same port: clients must now use" in moved.stdout
+    assert "Ensure pypiserver leaves port 8000 to nginx.  [restart it on its new address" in moved.stdout
     # the package and the account came along
     status, _, body = http_get(host.address, 8000, "/simple/old-pkg/")
     assert status == 200 and old.name in body

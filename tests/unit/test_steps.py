@@ -24,6 +24,8 @@ FACTORIES = {
     "firewall_port": lambda args: steps.FirewallPort(**args),
     "service": lambda args: steps.Service(**args),
     "port_free": lambda args: steps.PortFree(**args),
+    "port_handover": lambda args: steps.PortHandover(**args),
+    "service_off": lambda args: steps.ServiceOff(**args),
     "python_from_repos": lambda args: rh_steps.PythonFromRepos(
         family_vars("RedHat")["python_candidates"], family_vars("RedHat")["current_python"],
         wheels.supported_pythons(), family_vars("RedHat")["install"]),

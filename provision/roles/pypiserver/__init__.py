@@ -25,8 +25,8 @@ from ...errors import StepError, UnsupportedHost
 from ...facts import HostFacts, version_key
 from ...render import render
 from ...validate import defaults, read_auth, role_vars, static_index_on, systemd_quote
-from ...steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, Restart,
-                      Service, SystemUser, Trigger, UnitFileOwned, Venv, Wheelhouse)
+from ...steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, PortHandover,
+                      Restart, Service, ServiceOff, SystemUser, Trigger, UnitFileOwned, Venv, Wheelhouse)
 from . import front
 from .steps import PythonFromRepos, VaultRepos
 
@@ -177,6 +177,8 @@ class PypiserverRole(Role):
         index_dir = v["pypiserver_index_dir"]
         if static:
             rest += self._static_index(v)
+        else:   # turned off (or never on): its builder no longer follows the packages
+            rest.append(ServiceOff(f"{service}-index.path"))
         if tls_on:
             conf = render("pypiserver/nginx.conf.j2", service=service, backend_port=backend,
                           index_dir=index_dir if static else "",
@@ -202,6 +204,8 @@ class PypiserverRole(Role):
                 File(f"/etc/nginx/conf.d/{service}.conf", conf, "root", "root", 0o644,
                      notify=(RELOAD_NGINX,), name=f"Ensure the nginx site /etc/nginx/conf.d/{service}.conf "
                                                   f"is up to date."),
+                # from plain http: pypiserver still serves the public port until restarted
+                PortHandover(port, service, "nginx"),
                 Service("nginx"),
             ]
         ports = [port] + ([v["https_redirect_port"]] if tls_on and v["https_redirect_port"] else [])
