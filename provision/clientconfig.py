@@ -349,28 +349,41 @@ def deployed_url(target) -> tuple[str, list[str], bytes | None]:
     return index_url(v, remote.hostname or target.ssh_host), remote.notes, ca
 
 
-def ca_bundle(path: Path, ca_pem: bytes) -> str:
-    """The CA bundle pip, twine and uv verify with: this machine's public roots (a name
-    pypiserver does not hold is redirected to PyPI, which they must still trust) plus the
-    private CAs of the servers configured here, this one included. Returns its text."""
+PRIVATE_MARK = "# private index CAs (kept across runs; the public roots above are re-read each run)"
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def public_roots() -> tuple[str | None, str]:
+    """(path, text) of this machine's public root bundle; (None, "") when it has none."""
     import ssl
 
-    pem = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
-    public = ""
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
                       "/etc/pki/tls/certs/ca-bundle.crt"):
         if candidate and os.path.isfile(candidate):
-            public = Path(candidate).read_text(errors="replace")
-            break
-    public_certs = set(pem.findall(public))
-    private = []
+            return candidate, Path(candidate).read_text(errors="replace")
+    return None, ""
+
+
+def ca_bundle(path: Path, ca_pem: bytes, public: str | None = None) -> str:
+    """The CA bundle pip, twine and uv verify with: this machine's public roots (a name
+    pypiserver does not hold is redirected to PyPI, which they must still trust), read
+    afresh each run, plus the private CAs of the servers configured here, this one included,
+    kept below a mark. Returns its text."""
+    public = public_roots()[1] if public is None else public
+    public_certs = set(_PEM.findall(public))
     existing = read_config(path) or ""
-    for block in pem.findall(existing) + pem.findall(ca_pem.decode()):
-        if block not in public_certs and block not in private:
+    if PRIVATE_MARK in existing:
+        kept = _PEM.findall(existing.split(PRIVATE_MARK, 1)[1])
+    else:   # written before the mark: every block the current roots lack (old roots too)
+        kept = [b for b in _PEM.findall(existing) if b not in public_certs]
+    private: list[str] = []
+    for block in kept + _PEM.findall(ca_pem.decode()):
+        if block not in private:
             private.append(block)
     head = "# Managed by provision (client-config): public roots + private index CAs\n"
-    return head + public.rstrip("\n") + "\n" + "".join(f"{b}\n" for b in private)
+    return head + (public.rstrip("\n") + "\n" if public.strip() else "") + PRIVATE_MARK + "\n" + \
+        "".join(f"{b}\n" for b in private)
 
 
 def uv_settings(simple: str, bundle: str | None) -> str:

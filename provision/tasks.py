@@ -227,6 +227,10 @@ def client_config(c, host=None, inventory=None, username=None, name="private", e
     if bundle:
         updates.append(cc.Update(bundle, bundle, cc.read_config(bundle),
                                  cc.ca_bundle(bundle, ca_pem), 0o644))
+        if cc.public_roots()[0] is None:
+            print("warning: this machine has no public root certificates (install ca-certificates): "
+                  f"{bundle} holds only the private CAs, so names the index redirects to PyPI will "
+                  "not verify", file=sys.stderr)
     if uv:
         existing = cc.read_config(uv_path)
         if existing is not None and not existing.startswith("# Managed by provision"):

@@ -49,7 +49,7 @@ class File(Step):
         if self.content is None:
             if have is None:
                 return Plan([WriteFile(self.path, b"", self.owner, self.group, self.mode,
-                                       secret=self.secret)], "create empty")
+                                       old=b"", secret=self.secret)], "create empty")
             return _owner_mode_fix(self.path, have.stat, self.owner, self.group, self.mode,
                                    kept="present, content kept")
         if have is None or have.sha256 != hashlib.sha256(self.content).hexdigest():

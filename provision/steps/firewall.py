@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StepError
-from ..facts import FileText, FirewalldRuntimePort, FirewalldZone, Listeners, ServiceState, Ufw
+from ..facts import FileText, FirewalldRuntimePort, FirewalldZone, Listeners, PathExists, ServiceState, Ufw
 from .base import Command, Plan, Step, WriteFile, q
 
 
@@ -77,19 +77,22 @@ class FirewallPort(Step):
 class PortFree(Step):
     """Guard: fail before changing anything if another program holds the port."""
 
-    def __init__(self, port: int, service: str, also: tuple[str, ...] = ()):
-        # also: other services of ours that may hold it (nginx in front of pypiserver)
-        self.port, self.service, self.also = port, service, also
+    def __init__(self, port: int, service: str, also: tuple[str, ...] = (), also_if: str | None = None):
+        # also: other services of ours that may hold it (nginx in front of pypiserver);
+        # also_if: only while this file of ours exists (our nginx site, being removed)
+        self.port, self.service, self.also, self.also_if = port, service, also, also_if
         self.name = f"Ensure port {port} is free for {service}" + \
-            (f" (or held by {', '.join(also)})." if also else ".")
+            (f" (or held by {', '.join(also)})." if also and not also_if else ".")
 
     def probes(self):
         return {"state": ServiceState(self.service), "listeners": Listeners(self.port),
-                **{f"also{i}": ServiceState(s) for i, s in enumerate(self.also)}}
+                **{f"also{i}": ServiceState(s) for i, s in enumerate(self.also)},
+                **({"also_if": PathExists(self.also_if)} if self.also_if else {})}
 
     def plan(self, facts, probed):
         listeners, ours = probed["listeners"], probed["state"].main_pid
-        owners = {probed[f"also{i}"].main_pid: s for i, s in enumerate(self.also)}
+        also = self.also if not self.also_if or probed["also_if"] else ()
+        owners = {probed[f"also{i}"].main_pid: s for i, s in enumerate(also)}
         owners[ours] = self.service
         owners.pop(0, None)
         pids = set(owners)

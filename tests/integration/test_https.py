@@ -102,6 +102,19 @@ def test_an_http_deploy_moves_to_https_keeping_packages_and_accounts(host, inv, 
     logs = sh(host, "cat /var/log/nginx/*.log; journalctl -u pypiserver -u nginx --no-pager -o cat",
               check=False).stdout
     assert "olduser" in logs and PASSWORD not in logs
+    # and back to plain http: our site goes, nginx lets go of the port, pypiserver takes it
+    set_vars(inv, tls=False)
+    back = invoke("deploy", "--inventory", inv, "-H", host.name)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "Ensure the nginx site /etc/nginx/conf.d/pypiserver.conf is absent" in back.stdout
+    status, headers, body = http_get(host.address, 8000, "/simple/old-pkg/", tls=False)
+    assert status == 200 and "waitress" in headers.get("Server", "").lower() and new.name in body
+    assert sh(host, "systemctl is-active pypiserver-index.path", check=False).stdout.strip() == "inactive"
+    set_vars(inv, tls=True)      # explicitly: the record now says false
+    forth = invoke("deploy", "--inventory", inv, "-H", host.name)
+    assert forth.returncode == 0, forth.stdout + forth.stderr
+    status, _, body = http_get(host.address, 8000, "/simple/old-pkg/")
+    assert status == 200 and new.name in body
 
 
 def test_upload_limits(host, inv, tmp_path):
@@ -156,6 +169,19 @@ def test_the_certificate_follows_the_names_and_yours_replaces_it(host, inv, tmp_
     set_vars(inv, tls_cert="", tls_key="")
     back = invoke("deploy", "--inventory", inv, "-H", host.name)
     assert back.returncode == 0 and "issue (not signed by this machine's CA)" in back.stdout, back.stdout
+
+
+def test_nginx_greets_no_one_on_port_80(host, inv):
+    """Debian's package enables a welcome page on port 80: the deploys above disabled it (it
+    was the package's own); a site someone changed would stay."""
+    assert sh(host, "test -e /etc/nginx/sites-enabled/default && echo on || echo off").stdout.strip() == "off"
+    assert sh(host, "test -f /etc/nginx/sites-available/default && echo kept").stdout.strip() == "kept"
+    assert ":80 " not in sh(host, "ss -ltnH").stdout
+    sh(host, "echo '# mine' >> /etc/nginx/sites-available/default && "
+             "ln -s /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default")
+    again = invoke("deploy", "--inventory", inv, "-H", host.name)
+    assert "enabled and changed by someone: left alone" in again.stdout, again.stdout
+    assert sh(host, "test -e /etc/nginx/sites-enabled/default && echo on").stdout.strip() == "on"
 
 
 def test_redirect_port_80(host, inv):

@@ -50,6 +50,22 @@ def test_a_private_ca_is_named_for_pip_and_twine_and_bundled_with_public_roots(t
     assert ca.cert_pem.decode().strip() in both and second.cert_pem.decode().strip() in both
     bundle.write_text(both)
     assert cc.ca_bundle(bundle, second.cert_pem) == both
+    # a root the machine no longer trusts leaves the bundle at the next run (the roots are
+    # re-read; only the private CAs below the mark are kept)
+    _, roots = cc.public_roots()
+    first_root = cc._PEM.findall(roots)[0]
+    fewer = roots.replace(first_root, "")
+    again = cc.ca_bundle(bundle, second.cert_pem, public=fewer)
+    assert first_root not in again and ca.cert_pem.decode().strip() in again
+    # a bundle written before the mark: its blocks the roots lack are taken as private, once
+    legacy = "# Managed by provision (client-config): public roots + private index CAs\n" + roots + \
+        ca.cert_pem.decode()
+    bundle.write_text(legacy)
+    assert cc.ca_bundle(bundle, second.cert_pem).split(cc.PRIVATE_MARK)[1].count("BEGIN CERTIFICATE") == 2
+    # no public roots on this machine: the private CAs alone (client-config warns)
+    bundle.write_text(again)
+    alone = cc.ca_bundle(bundle, second.cert_pem, public="")
+    assert alone.count("BEGIN CERTIFICATE") == 2
     assert cc.uv_settings("https://h:8000/simple/", str(bundle)) == \
         f"export UV_DEFAULT_INDEX=https://h:8000/simple/\nexport SSL_CERT_FILE={bundle}\n"
 

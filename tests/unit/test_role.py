@@ -287,3 +287,19 @@ def test_selinux_file_contexts_are_escaped_regular_expressions():
     rules = [c for c in commands(plan) if "semanage fcontext" in c]
     assert any("'/srv/pypi\\.d/pack\\+ages(/.*)?'" in c for c in rules), rules
     assert any("'/srv/pypi/index(/.*)?'" in c and "httpd_sys_content_t" in c for c in rules), rules
+
+
+@pytest.mark.parametrize("state,redirect_80,action", [
+    ("absent", False, None), ("stock", False, "rm -f /etc/nginx/sites-enabled/default"),
+    ("modified", False, None), ("modified", True, "rm -f /etc/nginx/sites-enabled/default"),
+])
+def test_debians_default_site_goes_only_when_it_is_the_packages_own(state, redirect_80, action):
+    from provision.roles.pypiserver.front import DebianDefaultSite, DebianSiteState
+    from tests.unit.conftest import planned
+
+    step = DebianDefaultSite(redirect_80)
+    assert "dpkg-query -W -f='${Conffiles}\\n' nginx-common" in step.probes()["state"].command()
+    assert DebianSiteState("l", "s").parse("", 1) == "absent"
+    plan = planned(step, distro_facts("debian-12"), {"state": state})
+    assert [a.sh for a in plan.actions] == ([action] if action else [])
+    assert not planned(step, distro_facts("rocky-9"), {"state": "stock"}).changed

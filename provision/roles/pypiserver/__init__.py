@@ -139,8 +139,12 @@ class PypiserverRole(Role):
         material = front.TlsMaterial(v["tls_cert"], v["tls_key"], lambda: tls_names(v, target))
         # guards first: phase 1 is planned whole before anything runs, so a refusal here
         # leaves the host untouched
+        # nginx may hold the public port: ours with TLS, or, with tls: false, while our site is
+        # still there (an HTTPS deploy turned back to plain http: the site is removed before
+        # pypiserver takes the port)
+        site = f"/etc/nginx/conf.d/{service}.conf"
         system = [
-            PortFree(port, service, also=("nginx",) if tls_on else ()),
+            PortFree(port, service, also=("nginx",), also_if=None if tls_on else site),
             *([PortFree(backend, service)] if tls_on else []),
             *([PortFree(v["https_redirect_port"], "nginx")] if tls_on and v["https_redirect_port"] else []),
             *([front.TlsInputs(material)] if tls_on else []),
@@ -199,15 +203,15 @@ class PypiserverRole(Role):
                 front.SelinuxFront([port] + ([v["https_redirect_port"]] if v["https_redirect_port"] else []),
                                    [v["pypiserver_packages_dir"]] + ([index_dir] if static else []), tls_dir,
                                    record=f"{RECORD_DIR}/selinux-rules-{service}"),
-                *([front.DebianDefaultSite(notify=(RELOAD_NGINX,))]
-                  if v["https_redirect_port"] == 80 else []),
-                File(f"/etc/nginx/conf.d/{service}.conf", conf, "root", "root", 0o644,
-                     notify=(RELOAD_NGINX,), name=f"Ensure the nginx site /etc/nginx/conf.d/{service}.conf "
-                                                  f"is up to date."),
+                front.DebianDefaultSite(v["https_redirect_port"] == 80, notify=(RELOAD_NGINX,)),
+                File(site, conf, "root", "root", 0o644,
+                     notify=(RELOAD_NGINX,), name=f"Ensure the nginx site {site} is up to date."),
                 # from plain http: pypiserver still serves the public port until restarted
                 PortHandover(port, service, "nginx"),
                 Service("nginx"),
             ]
+        else:
+            rest.append(front.SiteRemoved(site, NGINX_RELOAD))
         ports = [port] + ([v["https_redirect_port"]] if tls_on and v["https_redirect_port"] else [])
         rest += [
             FirewallPort(ports, record=f"{RECORD_DIR}/firewall-port-{service}"),

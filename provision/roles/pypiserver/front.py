@@ -17,7 +17,7 @@ from typing import Callable
 
 from ... import tls
 from ...errors import StepError, TlsError
-from ...facts import Fact, FileState, FileText, PathExists
+from ...facts import Fact, FileState, FileText, PathExists, ServiceState
 from ...steps.base import Command, Plan, Step, WriteFile
 
 q = shlex.quote
@@ -268,21 +268,67 @@ class SelinuxFront(Step):
         return Plan(cmds, ", ".join(notes))
 
 
-class DebianDefaultSite(Step):
-    """Debian's nginx enables a default site on port 80 (default_server): when the redirect
-    port is 80, it would answer instead of the redirect, so it is disabled (the link in
-    sites-enabled; the site itself stays in sites-available)."""
+class SiteRemoved(Step):
+    """tls: false after HTTPS: our nginx site goes, and nginx lets go of the public port now
+    (a reload that waits for the old workers), before pypiserver's restart takes the port at
+    the end of the run. nginx itself stays: it may serve other sites."""
 
-    LINK = "/etc/nginx/sites-enabled/default"
-
-    def __init__(self, notify=()):
-        self.notify = notify
-        self.name = "Ensure Debian's default nginx site leaves port 80 to the redirect."
+    def __init__(self, path: str, reload: str):
+        self.path, self.reload = path, reload
+        self.name = f"Ensure the nginx site {path} is absent (plain http: pypiserver serves the port)."
 
     def probes(self):
-        return {"link": PathExists(self.LINK)}
+        return {"site": PathExists(self.path), "nginx": ServiceState("nginx")}
 
     def plan(self, facts, probed):
-        if facts.family != "Debian" or not probed["link"]:
+        if not probed["site"]:
+            return Plan(note="no site")
+        actions = [Command(f"rm -f {q(self.path)}")]
+        if probed["nginx"].active == "active":
+            actions.append(Command(self.reload))
+        return Plan(actions, "remove it" + (", reload nginx" if len(actions) > 1 else ""))
+
+
+@dataclass(frozen=True)
+class DebianSiteState(Fact):
+    """Debian's default nginx site: "absent" (not enabled), "stock" (enabled, the package's
+    own file: md5 as dpkg recorded it) or "modified" (enabled, changed by someone)."""
+
+    link: str
+    site: str
+
+    def command(self):
+        return (f"if [ -L {q(self.link)} ]; then _p_md5=$(md5sum < {q(self.site)} | cut -d' ' -f1); "
+                f"if dpkg-query -W -f='${{Conffiles}}\\n' nginx-common | "
+                f"grep -q \"^ *{self.site} $_p_md5\\( \\|$\\)\"; then echo stock; else echo modified; fi; "
+                f"else echo absent; fi")
+
+    def parse(self, text, rc) -> str:
+        return text.strip() if text.strip() in ("stock", "modified") else "absent"
+
+
+class DebianDefaultSite(Step):
+    """Debian's nginx enables a default site (a welcome page on port 80, default_server) when
+    it is installed. It is disabled (the link in sites-enabled; the site stays in
+    sites-available) when it is the package's own, unmodified: nginx is here for the index,
+    not to greet port 80. A site someone changed is theirs and stays, unless the redirect
+    port is 80, which it would otherwise take."""
+
+    LINK = "/etc/nginx/sites-enabled/default"
+    SITE = "/etc/nginx/sites-available/default"
+
+    def __init__(self, redirect_80: bool = False, notify=()):
+        self.redirect_80, self.notify = redirect_80, notify
+        self.name = "Ensure Debian's default nginx site serves nothing of its own."
+
+    def probes(self):
+        return {"state": DebianSiteState(self.LINK, self.SITE)}
+
+    def plan(self, facts, probed):
+        state = probed["state"]
+        if facts.family != "Debian" or state == "absent":
             return Plan(note="no default site enabled")
-        return Plan([Command(f"rm -f {q(self.LINK)}")], "disable it (sites-available/default kept)")
+        if state == "modified" and not self.redirect_80:
+            return Plan(note="enabled and changed by someone: left alone")
+        why = "port 80 is the redirect's" if self.redirect_80 else "the package's welcome page"
+        return Plan([Command(f"rm -f {q(self.LINK)}")], f"disable it ({why}; sites-available/default kept)")
