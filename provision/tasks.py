@@ -314,6 +314,80 @@ def _index_task(action, name, version, reason, host, inventory, check, ask_sudo_
     _run_role(role, host, inventory, check, ask_sudo_pass)
 
 
+@task(iterable=["host"], help={**{k: v for k, v in HOSTS_HELP.items() if k != "check"},
+                               "json": "print the state as JSON (a list, one object per host)"})
+def status(c, host=None, inventory=None, json=False, ask_sudo_pass=False, no_color=False):
+    """Each server's state in one round trip: service, versions, certificate, packages,
+    accounts, disk, index, firewall. Exit 1 when a host is unhealthy (down, disk over 90 %
+    full, certificate under 14 days), 2 when one cannot be read."""
+    import json as json_
+
+    from .roles.status import StatusRole, json_rows, table
+
+    role = StatusRole()
+    failed = None
+    try:
+        results = _run_role(role, host, inventory, False, ask_sudo_pass, stream=sys.stderr)
+    except Exit as exc:        # a host could not be read: show the others, then fail
+        failed, results = exc, None
+    names = list(results) if results else list(role.found)
+    rows = [role.found[h] for h in names if h in role.found]
+    if json:
+        print(json_.dumps(json_rows(rows), indent=2, sort_keys=True))
+    elif rows:
+        print(table(rows))
+    if failed is not None:
+        raise failed
+    if any(not r["healthy"] for r in rows):
+        raise Exit(code=1)
+
+
+@task(iterable=["host"], help={**{k: v for k, v in HOSTS_HELP.items()},
+                               "host": "the host(s) to uninstall from: required (never the whole inventory by default)",
+                               "purge": "also remove the packages, accounts, TLS files and yank list",
+                               "yes": "with --purge: do not ask for confirmation"})
+def uninstall(c, host=None, inventory=None, purge=False, yes=False, check=False, ask_sudo_pass=False,
+              no_color=False):
+    """Remove the service (units, venv, nginx site, firewall ports, static index); keep the
+    packages and accounts unless --purge. A second run changes nothing."""
+    from .roles.uninstall import UninstallRole
+
+    if not host:
+        raise Exit("error: uninstall needs -H/--host (it never defaults to every host of the inventory)", code=2)
+    if purge and not yes and not check:
+        if not sys.stdin.isatty():
+            raise Exit("error: --purge removes the packages and accounts: confirm with --yes (no terminal "
+                       "to ask on)", code=2)
+        answer = input(f"--purge removes the packages, accounts and TLS files on {', '.join(host)}. "
+                       f"Type yes to go on: ")
+        if answer.strip() != "yes":
+            raise Exit("error: not confirmed: nothing changed", code=2)
+    _run_role(UninstallRole(purge), host, inventory, check, ask_sudo_pass)
+
+
+@task(iterable=["host"], help={
+    "host": HOST_HELP, "inventory": INVENTORY_HELP,
+    "follow": "keep streaming new lines (Ctrl-C ends)",
+    "since": "from this time on (journalctl's: '2026-12-04 10:00', '1h ago', yesterday); default: the "
+             "last 100 lines",
+    "ask-sudo-pass": "prompt for the sudo password of the SSH user", "no-color": NO_COLOR_HELP,
+})
+def logs(c, host=None, inventory=None, follow=False, since=None, ask_sudo_pass=False, no_color=False):
+    """The service's journal (and nginx's access log when it fronts the service), streamed."""
+    from .logs import stream
+    from .validate import role_vars, since_time
+
+    since = since_time(since) if since else None
+    targets = _targets(host, inventory, {})
+    services = {t.name: role_vars(t)["pypiserver_service"] for t in targets}
+    try:
+        code = stream(targets, lambda t: services[t.name], follow, since, _sudo_password(ask_sudo_pass))
+    except KeyboardInterrupt:
+        raise Exit(code=130) from None
+    if code:
+        raise Exit(code=code)
+
+
 @task
 def version(c):
     """Print this tool's version (`invoke --version` prints invoke's own)."""
@@ -324,4 +398,4 @@ def version(c):
 
 
 ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, yank, unyank,
-                reindex, version)
+                reindex, status, uninstall, logs, version)

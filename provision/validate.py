@@ -403,6 +403,17 @@ def release_version(value) -> str:
     return _cli(check, value, "version")
 
 
+def since_time(value) -> str:
+    """A journalctl time: "2026-12-04 10:00", "1h ago", "yesterday", "-2h" (quoted where used)."""
+    def check(v):
+        text = _text(v, "a time", 40)
+        if not re.fullmatch(r"[A-Za-z0-9 :.+-]{1,40}", text) or text.startswith("-") and not \
+                re.fullmatch(r"-[0-9]+[a-z]*", text):
+            raise ValueError(f"{_show(v)} is not a time (like '2026-12-04 10:00', '1h ago', yesterday)")
+        return text
+    return _cli(check, value, "--since")
+
+
 def yank_reason(value) -> str:
     """Free text for clients (escaped where it is written): one line, 500 characters at most."""
     return _cli(lambda v: _text(v, "text", 500), value, "reason")

@@ -15,13 +15,13 @@ one role uses lives with that role (``roles/<role>/steps.py``).
 """
 
 from .base import Command, Plan, Step, Upload, WriteFile
-from .files import Directory, File
+from .files import Absent, Directory, File
 from .firewall import FirewallPort, PortFree
 from .packages import Packages
 from .python import PipRequirements, Venv, Wheelhouse
 from .service import PortHandover, Restart, Service, ServiceOff, Trigger, UnitFileOwned
 from .users import SystemUser
 
-__all__ = ["Command", "Directory", "File", "FirewallPort", "Packages", "PipRequirements", "Plan",
+__all__ = ["Absent", "Command", "Directory", "File", "FirewallPort", "Packages", "PipRequirements", "Plan",
            "PortFree", "PortHandover", "Restart", "Service", "ServiceOff", "Step", "SystemUser", "Trigger", "UnitFileOwned", "Upload", "Venv",
            "Wheelhouse", "WriteFile"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..facts import FileState, Stat
+from ..facts import FileState, PathExists, Stat
 from .base import Command, Plan, Step, WriteFile, _owner_mode_fix, q
 
 
@@ -59,3 +59,23 @@ class File(Step):
             actions += [Command(c) for c in self.on_change]
             return Plan(actions, "create" if have is None else "content differs")
         return _owner_mode_fix(self.path, have.stat, self.owner, self.group, self.mode)
+
+
+class Absent(Step):
+    """A path of ours that must not exist (uninstall): a file, or with `tree` a directory and
+    everything in it. Only paths the validation function passed reach here (service
+    directories, our own unit and record files)."""
+
+    def __init__(self, path: str, tree: bool = False, on_change: tuple[str, ...] = (),
+                 name: str | None = None):
+        self.path, self.tree, self.on_change = path, tree, on_change
+        self.name = name or f"Ensure {path} is absent."
+
+    def probes(self):
+        return {"there": PathExists(self.path)}
+
+    def plan(self, facts, probed):
+        if not probed["there"]:
+            return Plan(note="absent")
+        rm = f"rm -rf -- {q(self.path)}" if self.tree else f"rm -f -- {q(self.path)}"
+        return Plan([Command(rm), *(Command(c) for c in self.on_change)], "remove")

@@ -21,7 +21,8 @@ class FirewallPort(Step):
         self.ports = [port] if isinstance(port, int) else list(port)
         self.record = record
         shown = ", ".join(f"{p}/tcp" for p in self.ports)
-        self.name = f"Ensure the firewall allows {shown}."
+        self.name = f"Ensure the firewall allows {shown}." if self.ports else \
+            "Ensure the ports this tool opened in the firewall are closed."
 
     def probes(self):
         return {**{f"runtime{p}": FirewalldRuntimePort(p) for p in self.ports},

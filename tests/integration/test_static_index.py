@@ -117,6 +117,18 @@ def test_pip_skips_a_release_for_a_newer_python_and_uv_reads_the_metadata(served
     log = uv.stdout + uv.stderr
     assert "picky_pkg-1.0-py3-none-any.whl.metadata" in log, log[-3000:]
     assert "picky-pkg==1.0" in log
+    # resolving reads the metadata files, never a wheel (nginx's log says what was sent)
+    start = int(sh(host, "stat -c %s /var/log/nginx/pypiserver.access.log").stdout)
+    dry = subprocess.run([uv_bin, "pip", "install", "--dry-run", "--no-cache", "--no-config", "--python",
+                          str(venv / "bin/python"),
+                          "--reinstall", "--index-url", f"{index(host)}simple/", "picky-pkg"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    time.sleep(0.3)
+    sent = sh(host, f"tail -c +{start + 1} /var/log/nginx/pypiserver.access.log").stdout
+    requests = [line.split('"')[1].split()[1] for line in sent.splitlines() if '"GET ' in line]
+    assert "/packages/picky_pkg-1.0-py3-none-any.whl.metadata" in requests, requests
+    assert not [r for r in requests if r.endswith(".whl")], requests
 
 
 def test_yank_skips_an_unpinned_install_and_keeps_a_pinned_one(served, tmp_path):
