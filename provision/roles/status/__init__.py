@@ -152,7 +152,9 @@ def human_seconds(s: int | None) -> str:
     days, rest = divmod(int(s), 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
-    return f"{days}d {hours}h" if days else f"{hours}h {minutes}m" if hours else f"{minutes}m {rest % 60}s"
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m {rest % 60}s" if minutes else f"{rest}s"
 
 
 COLUMNS = ("HOST", "HEALTH", "SERVICE", "UP", "PYPISERVER", "FILES", "SIZE", "PROJECTS", "ACCOUNTS",
