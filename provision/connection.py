@@ -239,16 +239,21 @@ class Remote:
         """Run `inner` as root with stdin fed by `producer(write)` (e.g. a tar stream)."""
         return self._exec(inner, producer, timeout=timeout)
 
-    def _exec(self, inner: str, data, on_line=None, timeout=None, root: bool = True) -> Result:
+    def fetch(self, inner: str, on_data, data: bytes = b"", timeout: float | None = None) -> Result:
+        """Run `inner` as root, its stdout handed to `on_data(chunk)` as it arrives (never
+        held in memory: a backup's tar stream); stdin gets `data`."""
+        return self._exec(inner, data, timeout=timeout, on_data=on_data)
+
+    def _exec(self, inner: str, data, on_line=None, timeout=None, root: bool = True, on_data=None) -> Result:
         self.open()
         import paramiko
 
         try:
-            return self._exec_on_channel(inner, data, on_line, timeout, root)
+            return self._exec_on_channel(inner, data, on_line, timeout, root, on_data)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectError(f"connection to {self.hostname} lost: {exc or type(exc).__name__}") from exc
 
-    def _exec_on_channel(self, inner: str, data, on_line, timeout, root: bool = True) -> Result:
+    def _exec_on_channel(self, inner: str, data, on_line, timeout, root: bool = True, on_data=None) -> Result:
         transport = self._conn.transport
         try:
             chan = transport.open_session(timeout=CONNECT_TIMEOUT)
@@ -266,8 +271,12 @@ class Remote:
             got = False
             if chan.recv_ready():
                 chunk = chan.recv(65536)
-                out.extend(chunk)
                 got = True
+                if on_data is not None:
+                    # (before READY nothing comes on stdout: the wrapper echoes it on stderr)
+                    on_data(chunk)
+                    chunk = b""
+                out.extend(chunk)
                 if on_line is not None:
                     while b"\n" in out[pump.seen:]:
                         nl = out.index(b"\n", pump.seen)

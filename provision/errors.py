@@ -90,3 +90,7 @@ class UnsupportedPython(ProvisionError, ValueError):
 
 class TlsError(ProvisionError):
     """A certificate or key we cannot use (checked before any host is touched)."""
+
+
+class BackupError(ProvisionError):
+    """A backup folder that is missing, unreadable or does not verify."""

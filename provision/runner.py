@@ -29,6 +29,7 @@ from .facts import (MARK, MISSING, Fact, host_fact_commands, parse_host_facts, s
                     split_sections)
 from .report import Counts, Report
 from .steps import Command, Plan, Step, Upload, WriteFile
+from .steps.base import Transfer
 
 q = shlex.quote
 
@@ -351,6 +352,16 @@ class HostRun:
             cursor = max(cursor, idx)
 
         for i, step, plan in changed:
+            for tr in (a for a in plan.actions if isinstance(a, Transfer)):
+                reach(i)
+                progress = self.report.progress(self.target.name, step.name, tr.total)
+                try:
+                    why = tr.run(self.remote, progress)
+                except ConnectError as exc:
+                    raise ConnectError(f"{exc} (during '{step.name}')") from exc
+                if why:
+                    self.say("failed", step.name, why)
+                    return None
             for up in (a for a in plan.actions if isinstance(a, Upload)):
                 reach(i)
                 total = sum(f.stat().st_size for f in up.files)
@@ -443,6 +454,8 @@ class HostRun:
             elif isinstance(a, Upload):
                 for f in a.files:
                     self.report.write(f"    + {a.dest}/{f.name} ({f.stat().st_size:,} bytes)")
+            elif isinstance(a, Transfer) and a.label:
+                self.report.write(f"    {a.label}")
 
 
 def _last(text: str) -> str:

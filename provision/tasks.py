@@ -388,6 +388,67 @@ def logs(c, host=None, inventory=None, follow=False, since=None, ask_sudo_pass=F
         raise Exit(code=code)
 
 
+@task(iterable=["host"], help={
+    "host": HOST_HELP, "inventory": INVENTORY_HELP,
+    "to": "the backup folder (default ./backups/HOST; with several hosts, DIR/HOST each)",
+    "ask-sudo-pass": "prompt for the sudo password of the SSH user", "no-color": NO_COLOR_HELP,
+})
+def backup(c, host=None, inventory=None, to=None, ask_sudo_pass=False, no_color=False):
+    """Copy each server's packages, accounts, settings and yank list into a folder here, with
+    a MANIFEST.sha256; only new or changed files are sent."""
+    from .roles.backup import BackupRole
+    from .validate import folder_option
+
+    if to is not None:
+        to = folder_option(to, "--to")
+    targets = _targets(host, inventory, {})
+    role = BackupRole(to, per_host=len(targets) > 1)
+    _run_role(role, host, inventory, False, ask_sudo_pass)
+
+
+@task(iterable=["host"], help={
+    "from": "the backup folder (made by invoke backup)",
+    "host": "the host(s) to restore onto: required", "inventory": INVENTORY_HELP,
+    "overwrite": "replace files (and account passwords) the host has with other content",
+    "check": "verify the backup and show what would change; change nothing",
+    "ask-sudo-pass": "prompt for the sudo password of the SSH user", "no-color": NO_COLOR_HELP,
+})
+def restore(c, from_=None, host=None, inventory=None, overwrite=False, check=False, ask_sudo_pass=False,
+            no_color=False):
+    """Restore a backup onto a host: verified first, deployed if needed (with the backup's
+    settings), then what the host lacks is sent and checked there."""
+    from pathlib import Path
+
+    from . import backup as bk
+    from .roles import parse_record
+    from .roles.pypiserver import PypiserverRole
+    from .roles.restore import RestoreRole
+    from .validate import folder_option
+
+    if not from_:
+        raise Exit("error: restore needs --from DIR (a folder invoke backup made)", code=2)
+    if not host:
+        raise Exit("error: restore needs -H/--host (it never defaults to every host of the inventory)", code=2)
+    folder = Path(folder_option(from_, "--from"))
+    manifest, wrong = bk.verify(folder)
+    if wrong:
+        raise Exit(f"error: the backup in {folder} does not verify: {'; '.join(wrong[:5])}"
+                   f"{f' (and {len(wrong) - 5} more)' if len(wrong) > 5 else ''}: nothing was touched", code=2)
+    print(f"backup {folder}: {len(manifest)} files verified against {bk.MANIFEST}")
+    seed = {}
+    record = folder / "record.json"
+    if record.is_file():
+        seed = parse_record(record.read_text(), str(record)) or {}
+        for k in ("pypiserver_url_host", "tls_names"):      # the old server's names
+            seed.pop(k, None)
+    deploy_role = PypiserverRole()
+    deploy_role.seed_record, deploy_role.seed_source = seed, str(record)
+    _run_role(deploy_role, host, inventory, check, ask_sudo_pass)
+    role = RestoreRole(folder, manifest, overwrite)
+    role.needs_deploy = not check       # --check on a fresh host: what would be sent after the deploy
+    _run_role(role, host, inventory, check, ask_sudo_pass)
+
+
 @task
 def version(c):
     """Print this tool's version (`invoke --version` prints invoke's own)."""
@@ -398,4 +459,4 @@ def version(c):
 
 
 ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, yank, unyank,
-                reindex, status, uninstall, logs, version)
+                reindex, status, uninstall, logs, backup, restore, version)

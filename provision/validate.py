@@ -403,6 +403,11 @@ def release_version(value) -> str:
     return _cli(check, value, "version")
 
 
+def folder_option(value, what: str) -> str:
+    """A folder on this machine given on the command line (--to, --from)."""
+    return _cli(local_path, value, what)
+
+
 def since_time(value) -> str:
     """A journalctl time: "2026-12-04 10:00", "1h ago", "yesterday", "-2h" (quoted where used)."""
     def check(v):

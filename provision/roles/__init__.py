@@ -96,6 +96,10 @@ class Role:
     changes_hosts = True
     # accounts and mirror act on a deployed server: refused (one line) on a bare host
     needs_deploy = False
+    # settings a host without a record of its own takes (restore: the backup's), and where
+    # they come from (named in the notes)
+    seed_record: dict = {}
+    seed_source = ""
 
     def vars(self, target) -> dict:
         """The target's variables, checked by the one validation function every role uses."""
@@ -139,6 +143,9 @@ class Role:
             # deployed before hosts kept a record: its unit still says which port it serves
             recorded, source = legacy_record(unit), "unit"
             path = f"{UNIT_DIR}/{before['pypiserver_service']}.service"
+        elif recorded is None and self.seed_record:
+            # a fresh host restored from a backup: the backed-up server's settings
+            recorded, source, path = dict(self.seed_record), "backup", self.seed_source
         else:
             source = "record"
         target.recorded = recorded or {}
@@ -147,7 +154,9 @@ class Role:
         except InventoryError as exc:
             raise InventoryError(f"{exc} (read from {path})") from None
         default = check_vars(dict(defaults()), "defaults")
-        notes = [f"{k} {_show(after[k])} from the host's {source} of its last deploy ({path}); "
+        where = f"the backup's record ({path})" if source == "backup" else \
+            f"the host's {source} of its last deploy ({path})"
+        notes = [f"{k} {_show(after[k])} from {where}; "
                  f"set it in the inventory to change it"
                  for k in RECORDED if k in target.recorded and k not in target.vars
                  and after[k] != default[k]]

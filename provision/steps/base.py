@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..facts import Fact, HostFacts, PathInfo
 
@@ -38,6 +39,16 @@ class Upload:
     owner: str = "root"
     group: str = "root"
     mode: int = 0o644
+
+
+@dataclass
+class Transfer:
+    """A stream between this machine and the host on a channel of its own (a backup's
+    files): ``run(remote, progress) -> None | why it failed``, run by the runner where an
+    Upload would be; ``total`` bytes for the progress bar; ``label`` for --check/--diff."""
+    run: Callable
+    total: int = 0
+    label: str = ""
 
 
 @dataclass

@@ -56,7 +56,8 @@ class UninstallRole(Role):
             steps += [Absent(v["pypiserver_packages_dir"], tree=True),
                       Absent(v["pypiserver_htpasswd"]),
                       Absent(v["pypiserver_config_dir"], tree=True),
-                      Absent(f"{RECORD_DIR}/yanked-{service}.json")]
+                      Absent(f"{RECORD_DIR}/yanked-{service}.json"),
+                      Absent("/var/lib/provision/mirror-manifest")]
         steps += [
             Absent(f"{RECORD_DIR}/restart-pending-{service}"),
             Absent(f"{RECORD_DIR}/restart-pending-nginx"),
