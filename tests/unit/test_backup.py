@@ -77,7 +77,7 @@ def test_restore_accounts_and_yanks_merge(tmp_path):
     folder = folder_with(tmp_path, {"htpasswd": f"alice:{old}\nbob:{old}\n".encode(),
                                     "yanked.json": json.dumps({"a": {"1.0": "bad"}}).encode()})
     path = tmp_path / "host-htpasswd"
-    path.write_text(f"bob:$2y$05$other\n")
+    path.write_text("bob:$2y$05$other\n")
     path.chmod(0o640)
     step = RestoreAccounts(folder, str(path), "pypi")
     plan = step.plan(FACTS, {"file": ask(step.probes()["file"])})
