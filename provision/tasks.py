@@ -449,6 +449,18 @@ def restore(c, from_=None, host=None, inventory=None, overwrite=False, check=Fal
     _run_role(role, host, inventory, check, ask_sudo_pass)
 
 
+@task(iterable=["host"], help={**HOSTS_HELP,
+                               "to": "pypiserver's version to move to (default: the tested pin set's, the "
+                                     "newest this host's Python runs)"})
+def upgrade(c, host=None, inventory=None, to=None, check=False, ask_sudo_pass=False, no_color=False):
+    """Move pypiserver to the tested pins (or --to VERSION): a new venv built beside the
+    old one, switched in, health-checked; switched back automatically if the check fails."""
+    from .roles.upgrade import UpgradeRole
+    from .validate import release_version
+
+    _run_role(UpgradeRole(release_version(to) if to else ""), host, inventory, check, ask_sudo_pass)
+
+
 @task
 def version(c):
     """Print this tool's version (`invoke --version` prints invoke's own)."""
@@ -459,4 +471,4 @@ def version(c):
 
 
 ns = Collection(deploy, add_user, remove_user, list_users, client_config, mirror, yank, unyank,
-                reindex, status, uninstall, logs, backup, restore, version)
+                reindex, status, uninstall, logs, backup, restore, upgrade, version)

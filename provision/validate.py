@@ -328,6 +328,7 @@ CHECKS = {
     "https_redirect_port": optional_port,
     "static_index": tri_state,
     "pypiserver_fallback": fallback,
+    "pypiserver_version": lambda v: "" if v in ("", None) else _version_value(v),
     "pypiserver_index_dir": service_path,
 }
 
@@ -374,6 +375,14 @@ def _check_layout(v: dict, where: str) -> None:
 # -- command-line values of the index tasks ------------------------------------------------
 _PROJECT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
 _VERSION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.!+_-]{0,62}[A-Za-z0-9])?")
+
+
+def _version_value(value) -> str:
+    text = _text(str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value,
+                 "a version", 64)
+    if not _VERSION.fullmatch(text):
+        raise ValueError(f"{_show(value)} is not a version (like 2.3.2)")
+    return text
 
 
 def _cli(check, value, what: str) -> str:

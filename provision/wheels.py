@@ -210,7 +210,15 @@ def _failed_pin(output: str, pins: list[str]) -> str:
     return ", ".join(pins)
 
 
-def ensure_wheelhouse(python_version: str, glibc: str, arch: str) -> list[Path]:
+def pins_with(python_version: str, pypiserver: str = "") -> list[str]:
+    """The pin set, with pypiserver at the version asked (an upgrade's --to) when given."""
+    pins = pins_for(python_version)
+    if not pypiserver:
+        return pins
+    return [f"pypiserver=={pypiserver}" if p.split("==")[0].lower() == "pypiserver" else p for p in pins]
+
+
+def ensure_wheelhouse(python_version: str, glibc: str, arch: str, pins: list[str] | None = None) -> list[Path]:
     """Make sure every pinned wheel for the target is in the cache; return them in pin order.
 
     Runs ``pip download --only-binary=:all: --no-deps`` with the target's Python,
@@ -221,7 +229,7 @@ def ensure_wheelhouse(python_version: str, glibc: str, arch: str) -> list[Path]:
     run would trust. Raises WheelhouseError (one line: the pin that failed and pip's
     last error line) when pip fails or a pin has no fitting wheel afterwards.
     """
-    pins = pins_for(python_version)
+    pins = pins if pins is not None else pins_for(python_version)
     platforms = platform_tags(glibc, arch)
     folder = wheelhouse_dir(python_version, glibc, arch)
 

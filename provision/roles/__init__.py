@@ -26,7 +26,7 @@ RECORDED = ("pypiserver_port", "pypiserver_listen", "pypiserver_user", "pypiserv
             "pypiserver_htpasswd", "pypiserver_authenticate", "pypiserver_extra_args",
             "pypiserver_url_host", "offline", "centos7_vault", "tls", "pypiserver_backend_port",
             "tls_names", "tls_cert", "tls_key", "upload_max_size", "https_redirect_port",
-            "static_index", "pypiserver_index_dir", "pypiserver_fallback")
+            "static_index", "pypiserver_index_dir", "pypiserver_fallback", "pypiserver_version")
 # 2: static_index became a default (auto); a format 1 record's static_index: false was
 # the preview's default, not a choice, so it is not adopted
 RECORD_FORMAT = 2
@@ -159,7 +159,7 @@ class Role:
         notes = [f"{k} {_show(after[k])} from {where}; "
                  f"set it in the inventory to change it"
                  for k in RECORDED if k in target.recorded and k not in target.vars
-                 and after[k] != default[k]]
+                 and after[k] != default[k] and after[k] == _checked(k, target.recorded[k])]
         return after != before, notes
 
     # -- after the facts ----------------------------------------------------------------
@@ -180,6 +180,16 @@ class Role:
 
     def summary(self, target, facts) -> list[str]:
         return []
+
+
+def _checked(key: str, value):
+    """A recorded value as the validation normalises it (None if it does not pass)."""
+    from ..validate import CHECKS
+
+    try:
+        return CHECKS[key](value)
+    except ValueError:
+        return None
 
 
 def _show(value) -> str:

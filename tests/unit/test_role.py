@@ -159,7 +159,7 @@ def test_offline_adds_the_wheelhouse_and_find_links(monkeypatch, tmp_path):
 
     wheel = tmp_path / "x-1-py3-none-any.whl"
     wheel.write_bytes(b"w")
-    monkeypatch.setattr(wheels, "ensure_wheelhouse", lambda py, glibc, arch: [wheel])
+    monkeypatch.setattr(wheels, "ensure_wheelhouse", lambda py, glibc, arch, pins=None: [wheel])
     plan = fresh_plan("centos-7", offline=True)
     uploads = [a for _, p in plan for a in p.actions if type(a).__name__ == "Upload"]
     assert uploads and uploads[0].files == [wheel] and uploads[0].dest == "/opt/pypiserver/wheels"

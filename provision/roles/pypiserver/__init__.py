@@ -98,13 +98,14 @@ class PypiserverRole(Role):
             if not offline or chosen is None:
                 return None
             try:
-                return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch)
+                return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch,
+                                                wheels.pins_with(chosen[0], v["pypiserver_version"]))
             except (wheels.WheelhouseError, ValueError) as exc:
                 raise StepError(f"cannot prepare the offline wheels: {exc}") from exc
 
         def pins(facts):
             chosen = choose_python(facts, predict=True)
-            return wheels.pins_for(chosen[0]) if chosen else []
+            return wheels.pins_with(chosen[0], v["pypiserver_version"]) if chosen else []
 
         def python(facts):
             return choose_python(facts, predict=True) or ("3", "python3")
