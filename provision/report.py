@@ -82,7 +82,7 @@ class Report:
             status = "ok" if line.startswith("+") else "failed" if line.startswith("-") else ""
             self.write("    " + self._paint(status, line))
 
-    def progress(self, host: str, what: str, total: int):
+    def progress(self, host: str, what: str, total: int, verb: str = "sending"):
         """A callback(sent | None) drawing a progress bar on a terminal, for long transfers."""
         if not self.stream.isatty() or total < 2_000_000:
             return None
@@ -99,7 +99,7 @@ class Report:
             bar = "#" * int(30 * done / total)
             end = "\n" if sent is None else ""
             with self._lock:
-                self.stream.write(f"\r{host:<{self.width}}  sending  [{bar:<30}] "
+                self.stream.write(f"\r{host:<{self.width}}  {verb:<8} [{bar:<30}] "
                                   f"{done / 1e6:6.1f}/{total / 1e6:.1f} MB{end}")
                 self.stream.flush()
         return update

@@ -354,7 +354,7 @@ class HostRun:
         for i, step, plan in changed:
             for tr in (a for a in plan.actions if isinstance(a, Transfer)):
                 reach(i)
-                progress = self.report.progress(self.target.name, step.name, tr.total)
+                progress = self.report.progress(self.target.name, step.name, tr.total, "fetching")
                 try:
                     why = tr.run(self.remote, progress)
                 except ConnectError as exc:
