@@ -354,14 +354,17 @@ _PEM = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re
 
 
 def public_roots() -> tuple[str | None, str]:
-    """(path, text) of this machine's public root bundle; (None, "") when it has none."""
+    """(path, text) of this machine's public root bundle; (None, "") when it has none. A
+    bundle this tool wrote (SSL_CERT_FILE pointing at it, as uv's line says) is skipped."""
     import ssl
 
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
                       "/etc/pki/tls/certs/ca-bundle.crt"):
         if candidate and os.path.isfile(candidate):
-            return candidate, Path(candidate).read_text(errors="replace")
+            text = Path(candidate).read_text(errors="replace")
+            if PRIVATE_MARK not in text:
+                return candidate, text
     return None, ""
 
 

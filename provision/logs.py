@@ -10,7 +10,6 @@ from __future__ import annotations
 import shlex
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from .errors import ProvisionError
 
@@ -27,7 +26,7 @@ def command(service: str, follow: bool, since: str | None) -> str:
     if follow:
         # both at once; the channel's end (Ctrl-C here) ends them
         return (f"{journal} & j=$!; if [ -f {access} ]; then {tail} {access} | sed -u 's/^/nginx: /' & fi; "
-                f"trap 'kill $j 2>/dev/null' EXIT; wait")
+                f"trap 'kill 0' EXIT HUP INT TERM PIPE; wait")
     return f"{journal}; if [ -f {access} ]; then echo '-- nginx: {access}'; {tail} {access}; fi"
 
 
@@ -37,7 +36,8 @@ def stream(targets, service_of, follow: bool, since: str | None, sudo_password: 
 
     lock = threading.Lock()
     several = len(targets) > 1
-    failed = []
+    failed: list[str] = []
+    remotes: list = []
 
     def one(target):
         prefix = f"{target.name} | " if several else ""
@@ -47,6 +47,7 @@ def stream(targets, service_of, follow: bool, since: str | None, sudo_password: 
                 sys.stdout.write(prefix + text + "\n")
                 sys.stdout.flush()
         remote = Remote(target, sudo_password)
+        remotes.append(remote)
         try:
             remote.run_script(command(service_of(target), follow, since), on_line=line)
         except ProvisionError as exc:
@@ -56,9 +57,17 @@ def stream(targets, service_of, follow: bool, since: str | None, sudo_password: 
         finally:
             remote.close()
 
-    if len(targets) == 1:
-        one(targets[0])
-    else:
-        with ThreadPoolExecutor(max_workers=min(len(targets), 16)) as pool:
-            list(pool.map(one, targets))
+    # daemon threads, joined with a timeout: Ctrl-C reaches this thread, which closes every
+    # connection (the remote commands end with their channels)
+    threads = [threading.Thread(target=one, args=(t,), daemon=True) for t in targets]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.2)
+    except KeyboardInterrupt:
+        for r in list(remotes):
+            r.close()
+        raise
     return 2 if failed else 0

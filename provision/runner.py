@@ -148,7 +148,8 @@ def upload_command(u: Upload) -> str:
     d = q(u.dest)
     return (f"set -e; install -d -m 0755 {d}; t=$(mktemp -d {d}/.incoming.XXXXXX); "
             f"trap 'rm -rf \"$t\"' EXIT; tar -x -o -C \"$t\" -f -; cd \"$t\"; "
-            f"for f in *; do chown -- {q(u.owner)}:{q(u.group)} \"./$f\"; chmod -- {u.mode:04o} \"./$f\"; "
+            f"for f in *; do [ -f \"./$f\" ] && [ ! -L \"./$f\" ] || continue; "
+            f"chown -- {q(u.owner)}:{q(u.group)} \"./$f\"; chmod -- {u.mode:04o} \"./$f\"; "
             f"mv -f -- \"./$f\" {d}/; done")
 
 
@@ -173,10 +174,11 @@ def tar_producer(files, progress=None):
 
         with tarfile.open(fileobj=Sink(), mode="w|") as tar:
             for f in files:
-                info = tar.gettarinfo(str(f), arcname=f.name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = "root"
                 with open(f, "rb") as fh:
+                    # from the opened file (fstat): always a regular file's member, never a link
+                    info = tar.gettarinfo(arcname=f.name, fileobj=fh)
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = "root"
                     tar.addfile(info, fh)
         if progress:
             progress(None)  # done

@@ -439,7 +439,8 @@ def restore(c, from_=None, host=None, inventory=None, overwrite=False, check=Fal
     record = folder / "record.json"
     if record.is_file():
         seed = parse_record(record.read_text(), str(record)) or {}
-        for k in ("pypiserver_url_host", "tls_names"):      # the old server's names
+        # the old server's names and certificate: the new host gets one for its own names
+        for k in ("pypiserver_url_host", "tls_names", "tls_cert", "tls_key"):
             seed.pop(k, None)
     deploy_role = PypiserverRole()
     deploy_role.seed_record, deploy_role.seed_source = seed, str(record)

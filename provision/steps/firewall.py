@@ -36,10 +36,12 @@ class FirewallPort(Step):
         old = self._old_ports(probed)
         if not facts.firewalld:
             return self._ufw(probed, old)
-        actions, missing = [], []
+        actions, missing, opening = [], [], set()
         for p in self.ports:
             permanent = (p, "tcp") in probed["permanent"].ports
             runtime = probed[f"runtime{p}"]
+            if not permanent:
+                opening.add(p)
             if not permanent:
                 actions.append(Command(f"firewall-cmd -q --permanent --add-port={p}/tcp"))
             if not runtime:
@@ -51,23 +53,27 @@ class FirewallPort(Step):
             actions.append(Command(f"firewall-cmd -q --permanent --remove-port={p}/tcp; "
                                    f"firewall-cmd -q --remove-port={p}/tcp; :"))
         note = f"firewalld: open {'; '.join(missing)}" if missing else "firewalld: open"
-        return self._with_record(actions, probed, note, old)
+        return self._with_record(actions, probed, note, old, opening)
 
     def _ufw(self, probed, old) -> Plan:
         ufw = probed["ufw"]
         shown = ", ".join(f"{p}/tcp" for p in self.ports)
         if not ufw.active:
             return Plan(note=f"no firewalld and no active ufw: {shown} left to you")
-        actions = [Command(f"ufw allow {p}/tcp") for p in self.ports if f"{p}/tcp" not in ufw.allowed]
+        opening = {p for p in self.ports if f"{p}/tcp" not in ufw.allowed}
+        actions = [Command(f"ufw allow {p}/tcp") for p in sorted(opening)]
         actions += [Command(f"ufw delete allow {p}/tcp") for p in old if f"{p}/tcp" in ufw.allowed]
-        return self._with_record(actions, probed, "ufw: open", old)
+        return self._with_record(actions, probed, "ufw: open", old, opening)
 
-    def _with_record(self, actions: list, probed, note: str, old: list[int]) -> Plan:
-        """Actions plus, when the record is not just these ports, rewriting it."""
+    def _with_record(self, actions: list, probed, note: str, old: list[int], opening: set[int]) -> Plan:
+        """Actions plus, when it changes, the record: the ports this tool opened (now, or in
+        a run before) and still uses; a port that was open before it came is not recorded,
+        so a move or an uninstall never closes it."""
         if old:
             note += f"; close {', '.join(f'{p}/tcp' for p in old)} (opened here before)"
         recorded = (probed["record"] or "").strip()
-        want = " ".join(str(p) for p in self.ports)
+        before = {int(w) for w in recorded.split() if w.isdigit()}
+        want = " ".join(str(p) for p in self.ports if p in opening or p in before)
         if actions or recorded.split() != want.split():
             actions = actions + [Command(f"mkdir -p {q(str(Path(self.record).parent))}"),
                                  WriteFile(self.record, f"{want}\n".encode(),

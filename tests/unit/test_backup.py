@@ -21,7 +21,7 @@ FACTS = distro_facts("debian-12")
 
 def folder_with(tmp_path: Path, files: dict[str, bytes]) -> Path:
     folder = tmp_path / "bk"
-    backup.ensure_dir(folder)
+    backup.ensure_dir(folder, "pypi1")
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
@@ -37,12 +37,23 @@ def test_verify_names_what_is_missing_or_corrupt(tmp_path):
     (folder / "packages/a-1.0.tar.gz").write_bytes(b"A")
     (folder / "htpasswd").unlink()
     assert backup.verify(folder)[1] == ["htpasswd is missing", "packages/a-1.0.tar.gz does not match its sha256 (corrupt)"]
-    for bad in ("x  /etc/shadow\n", f"{'0' * 64}  ../../etc/shadow\n", f"{'0' * 64} one-space\n"):
+    for bad in ("x  /etc/shadow\n", f"{'0' * 64}  ../../etc/shadow\n", f"{'0' * 64} one-space\n",
+                f"{'0' * 64}  packages//home/op/.ssh/id_rsa\n", f"{'0' * 64}  packages/a/../../x\n",
+                f"{'0' * 64}  packages/..\n", f"{'0' * 64}  packages/.hidden\n", f"{'0' * 64}  other.txt\n"):
         (folder / backup.MANIFEST).write_text(bad)
         with pytest.raises(BackupError, match="is not a manifest line"):
             backup.read_manifest(folder)
     with pytest.raises(BackupError, match="not a backup folder"):
         backup.read_manifest(tmp_path)
+    # a link in the folder is not sent: it is named, whatever it points at
+    good = folder_with(tmp_path / "links", {"packages/a-1.0.tar.gz": b"a"})
+    (good / "packages/a-1.0.tar.gz").unlink()
+    (tmp_path / "secret").write_bytes(b"a")
+    (good / "packages/a-1.0.tar.gz").symlink_to(tmp_path / "secret")
+    assert backup.verify(good)[1] == ["packages/a-1.0.tar.gz is not a regular file"]
+    # one folder, one host
+    with pytest.raises(BackupError, match="holds the backup of pypi1: give pypi2 its own folder"):
+        backup.save_state(good, "pypi1", {}) or backup.ensure_dir(good, "pypi2")
 
 
 def test_file_hashes_reads_only_the_named_files_there(tmp_path):
@@ -104,11 +115,14 @@ def test_backup_sends_only_new_settled_files(tmp_path):
     plan = step.plan(FACTS, probed)
     assert plan.note.startswith("send 1 file (0.0 MB); 0 unchanged") and "1 file still being written" in plan.note
     # as if the first was taken: nothing new
-    backup.ensure_dir(folder)
+    backup.ensure_dir(folder, "")
     (folder / "packages/a-1.0.tar.gz").write_bytes(b"a")
-    backup.save_state(folder, {"a-1.0.tar.gz": [1, now - 60, hashlib.sha256(b"a").hexdigest()]})
+    backup.save_state(folder, "", {"a-1.0.tar.gz": [1, now - 60, hashlib.sha256(b"a").hexdigest()]})
     backup.write_manifest(folder, {"packages/a-1.0.tar.gz": hashlib.sha256(b"a").hexdigest(), "yanked.json":
                                    hashlib.sha256(b"").hexdigest()})
     (folder / "yanked.json").write_bytes(b"")
     again = step.plan(FACTS, probed)
     assert not again.changed and again.note == "nothing new (1 file); 1 file still being written"
+    # a local copy cut short is sent again
+    (folder / "packages/a-1.0.tar.gz").write_bytes(b"")
+    assert step.plan(FACTS, probed).note.startswith("send 1 file")

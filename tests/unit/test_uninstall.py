@@ -27,7 +27,11 @@ def test_the_service_goes_the_data_stays():
     for path in ("/etc/systemd/system/pypiserver.service", "/etc/systemd/system/pypiserver-index.path",
                  "/etc/nginx/conf.d/pypiserver.conf", "/var/lib/provision/pypiserver.json"):
         assert f"rm -f -- {path}" in cmds or f"rm -f {path}" in cmds, path
-    assert "rm -rf -- /opt/pypiserver" in cmds and "rm -rf -- /srv/pypi/index" in cmds
+    for ours in ("rm -rf -- /opt/pypiserver/venv", "rm -rf -- /opt/pypiserver/venv.prev",
+                 "rm -f -- /opt/pypiserver/indexer.py", "rm -rf -- /opt/pypiserver/wheels",
+                 "rmdir -- /opt/pypiserver", "rm -rf -- /srv/pypi/index"):
+        assert ours in cmds, ours
+    assert "rm -rf -- /opt/pypiserver" not in cmds
     assert not any(("/srv/pypi/packages" in c or "/etc/pypiserver" in c or "yanked" in c) and "rm" in c
                    for c in cmds), cmds
     # the port this tool opened (its record says 8000) is closed
@@ -43,10 +47,15 @@ def test_purge_removes_the_data_too():
     assert "rm -f -- /var/lib/provision/yanked-pypiserver.json" in cmds
 
 
-def test_a_venv_beside_the_packages_is_removed_alone():
-    cmds = removals(UninstallRole(), pypiserver_venv="/srv/pypi/venv")
-    assert "rm -rf -- /srv/pypi/venv" in cmds and "rm -f -- /srv/pypi/indexer.py" in cmds
-    assert "rm -rf -- /srv/pypi" not in cmds
+def test_a_folder_holding_more_than_ours_stays():
+    from provision.roles.uninstall.steps import FolderIfEmpty
+
+    cmds = removals(UninstallRole(), pypiserver_venv="/opt/venvs/pypiserver")
+    assert "rm -rf -- /opt/venvs/pypiserver" in cmds and "rm -f -- /opt/venvs/indexer.py" in cmds
+    assert "rm -rf -- /opt/venvs" not in cmds
+    step = FolderIfEmpty("/opt/venvs", {"pypiserver", "indexer.py"})
+    assert step.plan(None, {"names": ["pypiserver", "other-venv"]}).note == "kept: it holds other-venv"
+    assert [a.sh for a in step.plan(None, {"names": ["pypiserver", "indexer.py"]}).actions] == ["rmdir -- /opt/venvs"]
 
 
 def test_nothing_there_is_all_ok():

@@ -38,10 +38,14 @@ def test_build_beside_then_switch_in_order():
     assert "/opt/pypiserver/venv.next/bin/python -m pip install" in shell[2]
     stop = shell.index("systemctl stop pypiserver")
     assert shell[stop - 1].startswith("cp -p /var/lib/provision/pypiserver.json ")
-    assert shell[stop + 1] == ("rm -rf /opt/pypiserver/venv.prev && mv /opt/pypiserver/venv /opt/pypiserver/venv.prev "
-                               "&& mv /opt/pypiserver/venv.next /opt/pypiserver/venv")
-    assert '1s|^#!/opt/pypiserver/venv.next/bin/|#!/opt/pypiserver/venv/bin/|' in shell[stop + 2]
-    assert "[ ! -L \"$f\" ]" in shell[stop + 2]                 # bin/python, a link, untouched
+    assert shell[stop + 1] == "rm -rf /opt/pypiserver/venv.prev && mv /opt/pypiserver/venv /opt/pypiserver/venv.prev"
+    move = shell[stop + 2]
+    assert move.startswith("if mv /opt/pypiserver/venv.next /opt/pypiserver/venv && ")
+    assert '1s|^#!/opt/pypiserver/venv.next/bin/|#!/opt/pypiserver/venv/bin/|' in move
+    assert "[ ! -L \"$f\" ]" in move                            # bin/python, a link, untouched
+    # anything failing after the old venv moved aside moves it back and starts the service
+    assert move.endswith("else rm -rf /opt/pypiserver/venv; mv /opt/pypiserver/venv.prev /opt/pypiserver/venv; "
+                         "systemctl start pypiserver; exit 1; fi")
     assert shell[-1] == "systemctl start pypiserver" and shell[-2] == "write /var/lib/provision/pypiserver.json"
     # the build comes before the service is stopped: a failed build leaves it running
     assert all("pip install" not in s for s in shell[stop:])
@@ -53,7 +57,7 @@ def test_offline_installs_from_the_wheelhouse_and_selinux_relabels():
     shell = [a.sh for a in plan.actions if isinstance(a, Command)]
     assert "--without-pip" in shell[0]
     assert "--no-index --find-links /opt/pypiserver/wheels" in shell[1]
-    assert ("restorecon -R /opt/pypiserver/venv" in shell) == distro_facts("rocky-9").selinux_enabled
+    assert any("&& restorecon -R /opt/pypiserver/venv;" in c for c in shell) == distro_facts("rocky-9").selinux_enabled
 
 
 def test_the_rollback_moves_the_old_venv_and_record_back():

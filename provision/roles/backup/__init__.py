@@ -30,4 +30,5 @@ class BackupRole(Role):
         def sent(n):
             self.fetched[target.name] = n
         return [[BackupFiles(self.folder(target), v["pypiserver_packages_dir"], v["pypiserver_htpasswd"],
-                             record_path(service), f"{RECORD_DIR}/yanked-{service}.json", sent)]]
+                             record_path(service), f"{RECORD_DIR}/yanked-{service}.json", sent,
+                             host=target.name)]]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import backup
+from ...errors import StepError
 from ...facts import Fact, FileState, FileText
 from ...report import plural
 from ...steps.base import Plan, Step, Transfer, q
@@ -37,6 +38,13 @@ class HostClock(Fact):
             return None
 
 
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size if path.is_file() and not path.is_symlink() else None
+    except OSError:
+        return None
+
+
 class BackupFiles(Step):
     """Copy what the host has into the backup folder.
 
@@ -47,8 +55,9 @@ class BackupFiles(Step):
     whose bytes received differ (it changed while read) is dropped, for the next backup.
     Every file appears by rename; the manifest is written last."""
 
-    def __init__(self, folder: Path, packages_dir: str, htpasswd: str, record: str, yanked: str, sent=None):
-        self.folder, self.packages_dir = folder, packages_dir
+    def __init__(self, folder: Path, packages_dir: str, htpasswd: str, record: str, yanked: str, sent=None,
+                 host: str = ""):
+        self.folder, self.packages_dir, self.host = folder, packages_dir, host
         self.htpasswd, self.record, self.yanked, self.sent = htpasswd, record, yanked, sent
         self.name = f"Back up the packages, accounts and settings into {folder}/."
 
@@ -59,12 +68,17 @@ class BackupFiles(Step):
 
     def plan(self, facts, probed):
         now = probed["now"] or time.time()
-        state = backup.load_state(self.folder)
+        owner = backup.load_state(self.folder).get("host")
+        if owner and self.host and owner != self.host:
+            raise StepError(f"{self.folder} holds the backup of {owner}: give {self.host} its own folder (--to)")
+        state = backup.load_state(self.folder).get("files", {})
         files = probed["files"]
         fresh = [(n, s, m) for n, s, m in files if now - m < SETTLE_SECONDS]
         settled = [(n, s, m) for n, s, m in files if now - m >= SETTLE_SECONDS]
+        # unchanged on the host, and the local copy still there, whole in size (a truncated
+        # one is sent again)
         have = {n for n, s, m in settled if state.get(n, [None, None])[:2] == [s, m]
-                and (self.folder / "packages" / n).is_file()}
+                and _size(self.folder / "packages" / n) == s}
         wanted = [(n, s, m) for n, s, m in settled if n not in have]
         extras = {"htpasswd": probed["htpasswd"].content if probed["htpasswd"] else None,
                   "record.json": (probed["record"] or "").encode() or None,
@@ -104,7 +118,7 @@ class BackupFiles(Step):
             return set()
 
     def _transfer(self, remote, progress, state, settled, wanted, extras) -> str | None:
-        backup.ensure_dir(self.folder)
+        backup.ensure_dir(self.folder, self.host)
         dropped: list[str] = []
         if wanted:
             got = self._fetch(remote, progress, wanted)
@@ -119,7 +133,7 @@ class BackupFiles(Step):
         for name, data in extras.items():
             if data is not None and self._local(name) != data:
                 backup.write_atomic(self.folder / name, data, backup.EXTRAS[name])
-        backup.save_state(self.folder, state)
+        backup.save_state(self.folder, self.host, state)
         entries = {f"packages/{n}": state[n][2] for n, s, m in settled
                    if n in state and state[n][:2] == [s, m]}
         entries |= {name: hashlib.sha256(data).hexdigest() for name, data in extras.items() if data is not None}
@@ -144,24 +158,33 @@ class BackupFiles(Step):
         received: dict[str, str] = {}
         errors: list[str] = []
         count = [0]
+        asked = {n for n, _, _ in wanted}
 
         def consume():
+            pipe = os.fdopen(r, "rb")
             try:
-                with os.fdopen(r, "rb") as pipe, tarfile.open(fileobj=pipe, mode="r|") as tar:
+                with tarfile.open(fileobj=pipe, mode="r|") as tar:
                     for member in tar:
-                        name = os.path.basename(member.name)
-                        if not member.isfile() or name != member.name or name.startswith("."):
+                        name = member.name
+                        # only the files asked for, each once, by their plain names: a host
+                        # cannot write anything else here
+                        if not member.isfile() or name not in asked or name in received:
                             continue
                         src = tar.extractfile(member)
-                        tmp = dest / f".incoming-{name}"
                         h = hashlib.sha256()
-                        with open(tmp, "wb") as fh:
+                        with open(dest / f".incoming-{name}", "wb") as fh:
                             for chunk in iter(lambda: src.read(1 << 20), b""):
                                 h.update(chunk)
                                 fh.write(chunk)
                         received[name] = h.hexdigest()
             except (tarfile.TarError, OSError) as exc:
                 errors.append(str(exc))
+            finally:
+                # read to the end (tar's padding, or after an error): the writer never meets a
+                # closed pipe
+                while pipe.read(1 << 20):
+                    pass
+                pipe.close()
 
         reader = threading.Thread(target=consume, daemon=True)
         reader.start()
@@ -181,25 +204,28 @@ class BackupFiles(Step):
         cmd = (f"set -e; cd {q(self.packages_dir)}; f=$(mktemp); s=$(mktemp); trap 'rm -f \"$f\" \"$s\"' EXIT; "
                f"cat > \"$f\"; {{ {low} xargs -0 sha256sum -- < \"$f\" > \"$s\" || :; }} & "
                f"{low} tar -cf - --ignore-failed-read --null -T \"$f\" || [ $? = 1 ]; wait; cat \"$s\" >&2")
-        try:
-            res = remote.fetch(cmd, on_data, names)
-        finally:
-            out.close()
-            reader.join()
-        if progress:
-            progress(None)
-        if res.rc != 0 or errors:
-            for name in received:
-                (dest / f".incoming-{name}").unlink(missing_ok=True)
-            why = errors[0] if errors else (res.stderr.strip().splitlines() or ["?"])[-1]
-            return f"the transfer failed: {why[:300]}"
-        on_host = {m[2]: m[1] for m in map(_SHA.match, res.stderr.splitlines()) if m}
         good = {}
-        for name, sha in received.items():
-            tmp = dest / f".incoming-{name}"
-            if on_host.get(name) == sha:
-                os.replace(tmp, dest / name)
-                good[name] = sha
-            else:
-                tmp.unlink(missing_ok=True)
-        return good
+        try:
+            try:
+                res = remote.fetch(cmd, on_data, names)
+            finally:
+                out.close()
+                reader.join()
+            if progress:
+                progress(None)
+            if res.rc != 0 or errors:
+                why = errors[0] if errors else (res.stderr.strip().splitlines() or ["?"])[-1]
+                return f"the transfer failed: {why[:300]}"
+            on_host = {m[2]: m[1] for m in map(_SHA.match, res.stderr.splitlines()) if m}
+            mtimes = {n: m for n, _, m in wanted}
+            for name, sha in received.items():
+                if on_host.get(name) == sha:
+                    tmp = dest / f".incoming-{name}"
+                    os.utime(tmp, (mtimes[name], mtimes[name]))     # the upload's time, kept
+                    os.replace(tmp, dest / name)
+                    good[name] = sha
+            return good
+        finally:
+            for name in received:
+                if name not in good:
+                    (dest / f".incoming-{name}").unlink(missing_ok=True)

@@ -292,16 +292,20 @@ class SiteRemoved(Step):
 @dataclass(frozen=True)
 class DebianSiteState(Fact):
     """Debian's default nginx site: "absent" (not enabled), "stock" (enabled, the package's
-    own file: md5 as dpkg recorded it) or "modified" (enabled, changed by someone)."""
+    own file, md5 as dpkg recorded it, serving only the welcome page) or "modified"
+    (enabled, and changed by someone or serving their files)."""
 
     link: str
     site: str
 
     def command(self):
+        # stock: the package's file, serving only the package's welcome page (a
+        # /var/www/html with anything else in it is someone's site: "modified")
         return (f"if [ -L {q(self.link)} ]; then _p_md5=$(md5sum < {q(self.site)} | cut -d' ' -f1); "
                 f"if dpkg-query -W -f='${{Conffiles}}\\n' nginx-common | "
-                f"grep -q \"^ *{self.site} $_p_md5\\( \\|$\\)\"; then echo stock; else echo modified; fi; "
-                f"else echo absent; fi")
+                f"grep -q \"^ *{self.site} $_p_md5\\( \\|$\\)\" && "
+                f"[ -z \"$(ls -A /var/www/html 2>/dev/null | grep -vx 'index.nginx-debian.html')\" ]; "
+                f"then echo stock; else echo modified; fi; else echo absent; fi")
 
     def parse(self, text, rc) -> str:
         return text.strip() if text.strip() in ("stock", "modified") else "absent"

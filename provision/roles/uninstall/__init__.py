@@ -15,10 +15,7 @@ import posixpath
 from .. import RECORD_DIR, UNIT_DIR, Role, record_path
 from ...steps import Absent, FirewallPort, ServiceOff
 from ..pypiserver import NGINX_RELOAD, front
-
-
-def _inside(a: str, b: str) -> bool:
-    return a == b or a.startswith(b.rstrip("/") + "/")
+from .steps import FolderIfEmpty
 
 
 class UninstallRole(Role):
@@ -41,16 +38,16 @@ class UninstallRole(Role):
             front.SiteRemoved(f"/etc/nginx/conf.d/{service}.conf", NGINX_RELOAD),
             FirewallPort([], record=f"{RECORD_DIR}/firewall-port-{service}"),
         ]
-        kept = [v["pypiserver_packages_dir"], v["pypiserver_config_dir"], v["pypiserver_htpasswd"]]
-        venv_home = posixpath.dirname(v["pypiserver_venv"])
-        if not any(_inside(k, venv_home) for k in kept + [v["pypiserver_index_dir"]]):
-            # the folder the deploy made for the venv, the builder and requirements.txt
-            steps.append(Absent(venv_home, tree=True))
-        else:
-            steps += [Absent(v["pypiserver_venv"], tree=True), Absent(f"{venv_home}/indexer.py"),
-                      Absent(f"{venv_home}/requirements.txt")]
-        if not _inside(v["pypiserver_wheels_dir"], venv_home):
-            steps.append(Absent(v["pypiserver_wheels_dir"], tree=True))
+        # the venv and what the deploy put beside it, one by one; their folder only if
+        # nothing else is left in it (a venv in /opt/venvs/pypiserver leaves /opt/venvs alone)
+        venv = v["pypiserver_venv"]
+        venv_home = posixpath.dirname(venv)
+        ours = [venv, venv + ".next", venv + ".prev", venv + ".failed",
+                f"{venv_home}/indexer.py", f"{venv_home}/requirements.txt"]
+        steps += [Absent(p, tree=not p.endswith((".py", ".txt"))) for p in ours]
+        steps.append(Absent(v["pypiserver_wheels_dir"], tree=True))
+        steps.append(FolderIfEmpty(venv_home, {posixpath.basename(p) for p in ours + [v["pypiserver_wheels_dir"]]
+                                               if posixpath.dirname(p) == venv_home}))
         steps.append(Absent(v["pypiserver_index_dir"], tree=True))
         if self.purge:
             steps += [Absent(v["pypiserver_packages_dir"], tree=True),

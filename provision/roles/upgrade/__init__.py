@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .. import Role, record_content, record_path
 from ... import wheels
-from ...steps import Wheelhouse
+from ...steps import Service, Wheelhouse
 from ..pypiserver import PypiserverRole, choose_python
 from .steps import SwitchVenv
 
@@ -57,6 +57,8 @@ class UpgradeRole(Role):
         steps.append(SwitchVenv(v["pypiserver_venv"], v["pypiserver_service"], python, pins,
                                 v["pypiserver_wheels_dir"] if offline else None,
                                 record_path(v["pypiserver_service"]), record_content(v), switched))
+        # a run cut off mid-switch left it stopped: the next one starts it
+        steps.append(Service(v["pypiserver_service"]))
         return [steps]
 
     def verify(self, target, facts, check: bool, run=None):

@@ -49,14 +49,16 @@ class SwitchVenv(Step):
         # files only: bin/python is a link)
         fix = (f"for f in {v}/bin/*; do [ -f \"$f\" ] && [ ! -L \"$f\" ] && "
                f"sed -i \"1s|^#!{self.next}/bin/|#!{self.venv}/bin/|\" \"$f\"; done; :")
+        relabel = f" && restorecon -R {v}" if facts.selinux_enabled else ""
+        # one block: if anything fails after the old venv moved aside, it moves back and the
+        # service starts on it (the run then fails at this step)
         switch = [
             Command(f"cp -p {q(self.record)} {q(self.record + '.prev-upgrade')}"),
             Command(f"systemctl stop {s}"),
-            Command(f"rm -rf {q(self.prev)} && mv {v} {q(self.prev)} && mv {n} {v}"),
-            Command(fix),
-            Command(f"cp {q(self.venv + '/provision-requirements.txt')} "
-                    f"{q(self.venv.rsplit('/', 1)[0] + '/requirements.txt')}"),
-            *([Command(f"restorecon -R {v}")] if facts.selinux_enabled else []),
+            Command(f"rm -rf {q(self.prev)} && mv {v} {q(self.prev)}"),
+            Command(f"if mv {n} {v} && {fix} && cp {q(self.venv + '/provision-requirements.txt')} "
+                    f"{q(self.venv.rsplit('/', 1)[0] + '/requirements.txt')}{relabel}; then :; else "
+                    f"rm -rf {v}; mv {q(self.prev)} {v}; systemctl start {s}; exit 1; fi"),
             WriteFile(self.record, self.record_text.encode(), old=(probed["record"] or "").encode()),
             Command(f"systemctl start {s}"),
         ]
