@@ -218,6 +218,15 @@ class BackupFiles(Step):
                 return f"the transfer failed: {why[:300]}"
             on_host = {m[2]: m[1] for m in map(_SHA.match, res.stderr.splitlines()) if m}
             mtimes = {n: m for n, _, m in wanted}
+            # a copy about to be replaced leaves the manifest first: interrupted between
+            # here and the new manifest, the folder still verifies (without that file)
+            replaced = {f"packages/{n}" for n, sha in received.items() if on_host.get(n) == sha}
+            try:
+                current = backup.read_manifest(self.folder)
+            except backup.BackupError:
+                current = {}
+            if replaced & set(current):
+                backup.write_manifest(self.folder, {k: v for k, v in current.items() if k not in replaced})
             for name, sha in received.items():
                 if on_host.get(name) == sha:
                     tmp = dest / f".incoming-{name}"
