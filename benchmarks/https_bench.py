@@ -59,11 +59,13 @@ def https_get(addr: str, port: int, path: str, cafile: str, timeout: float = 10,
         conn.close()
 
 
-def wrk(lua: Path, url: str, args) -> dict:
+def wrk(lua: Path, url: str, args, accept: str | None = None) -> dict:
     import re
-    p = subprocess.run(["wrk", "-t2", f"-c{args.clients}", f"-d{args.seconds:g}s", "--timeout", "10s",
-                        "-s", str(lua), url, "--", str(10_000_000)],
-                       capture_output=True, text=True, timeout=args.seconds + 120)
+    cmd = ["wrk", "-t2", f"-c{args.clients}", f"-d{args.seconds:g}s", "--timeout", "10s", "-s", str(lua)]
+    if accept:
+        cmd += ["-H", f"Accept: {accept}"]
+    p = subprocess.run(cmd + [url, "--", str(10_000_000)], capture_output=True, text=True,
+                       timeout=args.seconds + 120)
     m = re.search(r"^BENCH (.*)$", p.stdout, re.M)
     if p.returncode != 0 or not m:
         raise RuntimeError(f"wrk failed on {url}: {(p.stderr or p.stdout).strip()[-200:]}")

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import clean_up, preflight, run_guarded, sigterm_interrupts  # noqa: E402
-from https_bench import https_get  # noqa: E402
+from https_bench import https_get, wrk  # noqa: E402
 from serve_bench import PACKAGES_DIR, REPO, VENV, WRK_LUA, build_index, time_until  # noqa: E402
 
 HOST_PREFIX = "ixb"
@@ -60,20 +60,6 @@ TARGET_RPS, TARGET_RATIO = 10_000, 1.5
 
 def log(msg: str) -> None:
     print(f"[index-bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def wrk(lua: Path, url: str, args, accept: str | None) -> dict:
-    cmd = ["wrk", "-t2", f"-c{args.clients}", f"-d{args.seconds:g}s", "--timeout", "10s", "-s", str(lua)]
-    if accept:
-        cmd += ["-H", f"Accept: {accept}"]
-    p = subprocess.run(cmd + [url, "--", str(10_000_000)], capture_output=True, text=True,
-                       timeout=args.seconds + 120)
-    m = re.search(r"^BENCH (.*)$", p.stdout, re.M)
-    if p.returncode != 0 or not m:
-        raise RuntimeError(f"wrk failed on {url}: {(p.stderr or p.stdout).strip()[-200:]}")
-    d = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
-    d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
-    return d
 
 
 def deploy(inv: Path, host: str, check_noop: bool = False) -> float:

@@ -16,41 +16,19 @@ backup leaves the previous manifest, which still verifies.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from .errors import BackupError
+# the host-side builder's two helpers (standard library only): one implementation of each
+from .hostside.indexer import sha256_file, write_atomic
 
 MANIFEST = "MANIFEST.sha256"
 STATE = ".state.json"
 EXTRAS = {"htpasswd": 0o600, "record.json": 0o644, "yanked.json": 0o644}
 _LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def ensure_dir(folder: Path, host: str) -> None:
