@@ -421,7 +421,6 @@ def restore(c, from_=None, host=None, inventory=None, overwrite=False, check=Fal
 
     from . import backup as bk
     from .roles import parse_record
-    from .roles.pypiserver import PypiserverRole
     from .roles.restore import RestoreRole
     from .validate import folder_option
 
@@ -442,12 +441,7 @@ def restore(c, from_=None, host=None, inventory=None, overwrite=False, check=Fal
         # the old server's names and certificate: the new host gets one for its own names
         for k in ("pypiserver_url_host", "tls_names", "tls_cert", "tls_key"):
             seed.pop(k, None)
-    deploy_role = PypiserverRole()
-    deploy_role.seed_record, deploy_role.seed_source = seed, str(record)
-    _run_role(deploy_role, host, inventory, check, ask_sudo_pass)
-    role = RestoreRole(folder, manifest, overwrite)
-    role.needs_deploy = not check       # --check on a fresh host: what would be sent after the deploy
-    _run_role(role, host, inventory, check, ask_sudo_pass)
+    _run_role(RestoreRole(folder, manifest, overwrite, seed, str(record)), host, inventory, check, ask_sudo_pass)
 
 
 @task(iterable=["host"], help={**HOSTS_HELP,

@@ -377,12 +377,17 @@ _PROJECT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
 _VERSION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.!+_-]{0,62}[A-Za-z0-9])?")
 
 
-def _version_value(value) -> str:
-    text = _text(str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value,
-                 "a version", 64)
-    if not _VERSION.fullmatch(text):
-        raise ValueError(f"{_show(value)} is not a version (like 2.3.2)")
+def _matching(value, pattern, what: str, limit: int, hint: str) -> str:
+    text = _text(value, what, limit)
+    if not pattern.fullmatch(text):
+        raise ValueError(f"{_show(value)} is not {hint}")
     return text
+
+
+def _version_value(value) -> str:
+    """A version as file names spell it (PEP 440's characters); a YAML number is taken as text."""
+    text = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    return _matching(text, _VERSION, "a version", 64, "a version (like 1.2.0, 2.0rc1, 1!3.0+local)")
 
 
 def _cli(check, value, what: str) -> str:
@@ -394,22 +399,12 @@ def _cli(check, value, what: str) -> str:
 
 def project_name(value) -> str:
     """A project name as PEP 508 spells them (letters, digits, '.', '_', '-')."""
-    def check(v):
-        text = _text(v, "a project name", 100)
-        if not _PROJECT.fullmatch(text):
-            raise ValueError(f"{_show(v)} is not a project name (letters, digits, '.', '_' and '-')")
-        return text
-    return _cli(check, value, "name")
+    return _cli(lambda v: _matching(v, _PROJECT, "a project name", 100,
+                                    "a project name (letters, digits, '.', '_' and '-')"), value, "name")
 
 
 def release_version(value) -> str:
-    """A version as file names spell it (PEP 440's characters)."""
-    def check(v):
-        text = _text(v, "a version", 64)
-        if not _VERSION.fullmatch(text):
-            raise ValueError(f"{_show(v)} is not a version (like 1.2.0, 2.0rc1, 1!3.0+local)")
-        return text
-    return _cli(check, value, "version")
+    return _cli(_version_value, value, "version")
 
 
 def folder_option(value, what: str) -> str:

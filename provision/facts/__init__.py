@@ -9,7 +9,7 @@ keys. Per-distro data tests feed the parsers real outputs (tests/unit/data/facts
 
 from .host import HOST_FACTS, HostFacts, host_fact_commands, parse_host_facts, version_key
 from .base import MARK, MISSING, Fact, Output, section_script, split_sections
-from .files import DirListing, FileInfo, FileState, FileText, PathExists, PathInfo, Stat
+from .files import DirFiles, DirListing, FileInfo, FileState, FileText, PathExists, PathInfo, Stat
 from .firewall import FirewalldRuntimePort, FirewalldZone, Listeners, Ufw, UfwRules, ZonePorts
 from .packages import InstalledPackages
 from .python import VenvInfo, VenvState
@@ -17,7 +17,7 @@ from .service import ServiceState, UnitInfo
 from .users import Account, Passwd, UidMin
 
 __all__ = [
-    "HOST_FACTS", "MARK", "MISSING", "Account", "DirListing", "Fact", "FileInfo", "FileState",
+    "HOST_FACTS", "MARK", "MISSING", "Account", "DirFiles", "DirListing", "Fact", "FileInfo", "FileState",
     "FileText", "FirewalldRuntimePort", "FirewalldZone", "HostFacts", "InstalledPackages",
     "Listeners", "Output", "Passwd", "PathExists", "PathInfo", "ServiceState", "Stat", "Ufw",
     "UfwRules", "UidMin", "UnitInfo", "VenvInfo", "VenvState", "ZonePorts", "host_fact_commands",

@@ -111,8 +111,7 @@ class DirListing(Fact):
     path: str
 
     def command(self):
-        return (f"find {q(self.path)} -maxdepth 1 -type f ! -name '.*' "
-                f"! -name \"$(printf '*\\n*')\" -printf '%s %f\\0'")
+        return _find_files(self.path, "%s %f")
 
     def parse(self, text, rc) -> dict[str, int]:
         out = {}
@@ -121,3 +120,33 @@ class DirListing(Fact):
             if name and size.isdigit():
                 out[name] = int(size)
         return out
+
+
+@dataclass(frozen=True)
+class DirFiles(Fact):
+    """A directory's regular files, not hidden, with their modification times:
+    [(name, size, mtime)] ([] when it does not exist). Same listing as DirListing."""
+
+    path: str
+
+    def command(self):
+        return _find_files(self.path, "%s %T@ %f")
+
+    def parse(self, text, rc) -> list[tuple[str, int, float]]:
+        out = []
+        for entry in text.strip("\n").split("\0"):
+            size, _, rest = entry.partition(" ")
+            mtime, _, name = rest.partition(" ")
+            if name and size.isdigit():
+                try:
+                    out.append((name, int(size), float(mtime)))
+                except ValueError:
+                    continue
+        return out
+
+
+def _find_files(path: str, fields: str) -> str:
+    """find's NUL-separated listing of a directory's regular, not hidden files; a name
+    holding a newline (it could forge a section line) is left out."""
+    return (f"find {q(path)} -maxdepth 1 -type f ! -name '.*' "
+            f"! -name \"$(printf '*\\n*')\" -printf '{fields}\\0'")

@@ -14,7 +14,8 @@ from provision.facts.firewall import UfwRules
 from provision.facts.python import VenvInfo
 from provision.inventory import Target
 from provision.roles.status import StatusRole, json_rows, table
-from provision.roles.status.steps import Disk, MTime, NginxVersion, PackageFiles, Uptime
+from provision.facts import DirFiles as PackageFiles
+from provision.roles.status.steps import Disk, MTime, NginxVersion, Uptime
 from provision.validate import role_vars
 from tests.unit.conftest import ask, distro_facts
 

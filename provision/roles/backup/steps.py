@@ -13,10 +13,9 @@ from pathlib import Path
 
 from ... import backup
 from ...errors import StepError
-from ...facts import Fact, FileState, FileText
+from ...facts import DirFiles, Fact, FileState, FileText
 from ...report import plural
 from ...steps.base import Plan, Step, Transfer, q
-from ..status.steps import PackageFiles
 
 # a file modified this recently may still be being written (an upload in progress): taken
 # by the next backup
@@ -62,16 +61,17 @@ class BackupFiles(Step):
         self.name = f"Back up the packages, accounts and settings into {folder}/."
 
     def probes(self):
-        return {"now": HostClock(), "files": PackageFiles(self.packages_dir),
+        return {"now": HostClock(), "files": DirFiles(self.packages_dir),
                 "htpasswd": FileState(self.htpasswd, content=True),
                 "record": FileText(self.record), "yanked": FileText(self.yanked)}
 
     def plan(self, facts, probed):
         now = probed["now"] or time.time()
-        owner = backup.load_state(self.folder).get("host")
+        saved = backup.load_state(self.folder)
+        owner = saved.get("host")
         if owner and self.host and owner != self.host:
             raise StepError(f"{self.folder} holds the backup of {owner}: give {self.host} its own folder (--to)")
-        state = backup.load_state(self.folder).get("files", {})
+        state = saved.get("files", {})
         files = probed["files"]
         fresh = [(n, s, m) for n, s, m in files if now - m < SETTLE_SECONDS]
         settled = [(n, s, m) for n, s, m in files if now - m >= SETTLE_SECONDS]

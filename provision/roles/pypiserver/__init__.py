@@ -78,6 +78,28 @@ def choose_python(facts: HostFacts, predict: bool = False) -> tuple[str, str] | 
     return None
 
 
+def host_python(facts: HostFacts) -> tuple[str, str]:
+    """(version, interpreter) the venv is made with (predicted on a host without one yet)."""
+    return choose_python(facts, predict=True) or ("3", "python3")
+
+
+def host_pins(v: dict, facts: HostFacts) -> list[str]:
+    """The pins for the host's Python, pypiserver at `pypiserver_version` when set."""
+    chosen = choose_python(facts, predict=True)
+    return wheels.pins_with(chosen[0], v["pypiserver_version"]) if chosen else []
+
+
+def offline_wheels(v: dict, facts: HostFacts) -> list | None:
+    """The wheels an offline host gets (downloaded here, cached); None when online."""
+    chosen = choose_python(facts, predict=True)
+    if not v["offline"] or chosen is None:
+        return None
+    try:
+        return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch, host_pins(v, facts))
+    except (wheels.WheelhouseError, ValueError) as exc:
+        raise StepError(f"cannot prepare the offline wheels: {exc}") from exc
+
+
 class PypiserverRole(Role):
 
     def __init__(self, overrides: dict | None = None):
@@ -94,21 +116,12 @@ class PypiserverRole(Role):
         offline = bool(v["offline"])
 
         def wheel_files(facts):
-            chosen = choose_python(facts, predict=True)
-            if not offline or chosen is None:
-                return None
-            try:
-                return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch,
-                                                wheels.pins_with(chosen[0], v["pypiserver_version"]))
-            except (wheels.WheelhouseError, ValueError) as exc:
-                raise StepError(f"cannot prepare the offline wheels: {exc}") from exc
+            return offline_wheels(v, facts)
 
         def pins(facts):
-            chosen = choose_python(facts, predict=True)
-            return wheels.pins_with(chosen[0], v["pypiserver_version"]) if chosen else []
+            return host_pins(v, facts)
 
-        def python(facts):
-            return choose_python(facts, predict=True) or ("3", "python3")
+        python = host_python
 
         tls_on = bool(v["tls"])
         service = v["pypiserver_service"]

@@ -12,11 +12,11 @@ import datetime as dt
 import threading
 
 from .. import Role, index_url
-from ...facts import FileText, FirewalldRuntimePort, ServiceState, Ufw, VenvState
+from ...facts import DirFiles, FileText, FirewalldRuntimePort, ServiceState, Ufw, VenvState
 from ...report import plural
 from ...roles.accounts.steps import AccountNames
 from ...validate import static_index_on
-from .steps import Disk, MTime, NginxVersion, PackageFiles, Status, Uptime, projects
+from .steps import Disk, MTime, NginxVersion, Status, Uptime, projects
 
 DISK_FULL = 90.0          # per cent used
 CERT_DAYS = 14
@@ -38,7 +38,7 @@ class StatusRole(Role):
         probes = {
             "service": ServiceState(service), "uptime": Uptime(service),
             "venv": VenvState(v["pypiserver_venv"]),
-            "files": PackageFiles(v["pypiserver_packages_dir"]),
+            "files": DirFiles(v["pypiserver_packages_dir"]),
             "accounts": AccountNames(v["pypiserver_htpasswd"]),
             "disk": Disk(v["pypiserver_packages_dir"]),
             "ufw": Ufw(),

@@ -30,29 +30,6 @@ class Uptime(Fact):
 
 
 @dataclass(frozen=True)
-class PackageFiles(Fact):
-    """The packages directory's files: [(name, size, mtime)] ([] when there is none)."""
-
-    path: str
-
-    def command(self):
-        return (f"find {q(self.path)} -maxdepth 1 -type f ! -name '.*' "
-                f"! -name \"$(printf '*\\n*')\" -printf '%s %T@ %f\\0'")
-
-    def parse(self, text, rc) -> list[tuple[str, int, float]]:
-        out = []
-        for entry in text.strip("\n").split("\0"):
-            size, _, rest = entry.partition(" ")
-            mtime, _, name = rest.partition(" ")
-            if name and size.isdigit():
-                try:
-                    out.append((name, int(size), float(mtime)))
-                except ValueError:
-                    continue
-        return out
-
-
-@dataclass(frozen=True)
 class Disk(Fact):
     """(size, available) bytes of the file system holding a path (None: no answer)."""
 

@@ -12,9 +12,8 @@ never touched. A host whose venv already holds exactly these pins is `ok`.
 from __future__ import annotations
 
 from .. import Role, record_content, record_path
-from ... import wheels
 from ...steps import Service, Wheelhouse
-from ..pypiserver import PypiserverRole, choose_python
+from ..pypiserver import PypiserverRole, host_pins, host_python, offline_wheels
 from .steps import SwitchVenv
 
 SUFFIX_NEXT, SUFFIX_PREV, SUFFIX_FAILED = ".next", ".prev", ".failed"
@@ -36,25 +35,18 @@ class UpgradeRole(Role):
         v = self.vars(target)
         offline = bool(v["offline"])
 
-        def python(facts):
-            return choose_python(facts) or ("3", "python3")
-
         def pins(facts):
-            chosen = choose_python(facts)
-            return wheels.pins_with(chosen[0], v["pypiserver_version"]) if chosen else []
+            return host_pins(v, facts)
 
         def wheel_files(facts):
-            chosen = choose_python(facts)
-            if not offline or chosen is None:
-                return None
-            return wheels.ensure_wheelhouse(chosen[0], facts.glibc, facts.arch, pins(facts))
+            return offline_wheels(v, facts)
 
         def switched(old, new):
             self.switched[target.name] = (old, new)
         steps = []
         if offline:
             steps.append(Wheelhouse(v["pypiserver_wheels_dir"], wheel_files))
-        steps.append(SwitchVenv(v["pypiserver_venv"], v["pypiserver_service"], python, pins,
+        steps.append(SwitchVenv(v["pypiserver_venv"], v["pypiserver_service"], host_python, pins,
                                 v["pypiserver_wheels_dir"] if offline else None,
                                 record_path(v["pypiserver_service"]), record_content(v), switched))
         # a run cut off mid-switch left it stopped: the next one starts it

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ...facts import FileText, VenvState
+from ...facts.python import VenvInfo
 from ...steps.base import Command, Plan, Step, WriteFile, q
+from ...steps.python import PipRequirements, Venv
 from ...wheels import canonical_name
 
 
@@ -20,7 +22,7 @@ class SwitchVenv(Step):
         return {"venv": VenvState(self.venv), "record": FileText(self.record)}
 
     def plan(self, facts, probed):
-        version, interpreter = self.python(facts)
+        version, _ = self.python(facts)
         pins = self.pins(facts)
         wanted = {canonical_name(p.split("==")[0]): p.split("==")[1] for p in pins}
         venv = probed["venv"]
@@ -34,17 +36,13 @@ class SwitchVenv(Step):
             return Plan(actions, f"pypiserver {old}: the {len(wanted)} pins match" +
                         ("; record updated" if actions else ""))
         n, v, s = q(self.next), q(self.venv), q(self.service)
-        opts = "--disable-pip-version-check --no-input -q --only-binary=:all:"
+        # built as a deploy builds a venv: its own two steps, planned for an empty place (what
+        # may be at .next from an earlier try is replaced)
         requirements = self.next + "/provision-requirements.txt"
-        build = [Command(f"rm -rf {n} && {q(interpreter)} -m venv{' --without-pip' if self.find_links else ''} {n}"),
-                 WriteFile(requirements, "".join(p + "\n" for p in pins).encode(), old=b"")]
-        if self.find_links:
-            wheel = f"{self.find_links}/pip-{wanted['pip']}-py3-none-any.whl/pip"
-            build.append(Command(f"{n}/bin/python {q(wheel)} install {opts} --no-index --find-links "
-                                 f"{q(self.find_links)} -r {q(requirements)}"))
-        else:
-            build.append(Command(f"{n}/bin/python -m pip install {opts} {q('pip==' + wanted['pip'])} && "
-                                 f"{n}/bin/python -m pip install {opts} -r {q(requirements)}"))
+        build = Venv(self.next, self.python, without_pip=bool(self.find_links)).plan(
+            facts, {"venv": VenvInfo(present=True)}).actions
+        build += PipRequirements(self.next, lambda _: pins, requirements, lambda _: self.find_links).plan(
+            facts, {"venv": VenvInfo(), "requirements": None}).actions
         # the scripts' #! lines name the venv's path: rewritten for the new place (regular
         # files only: bin/python is a link)
         fix = (f"for f in {v}/bin/*; do [ -f \"$f\" ] && [ ! -L \"$f\" ] && "
