@@ -197,3 +197,31 @@ def test_mirror_flags_are_refused_in_one_line(tmp_path, flag, value):
     res = invoke("mirror", "-r", str(req), "--host", "127.0.0.1:1", flag, value)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert res.stdout == ""  # refused before any host was addressed
+
+
+CLI_VALUES = {
+    # check, what a value that passes may look like (None: free text, never reaching a shell)
+    "name": (validate.project_name, r"[A-Za-z0-9._-]+"),
+    "version": (validate.release_version, r"[A-Za-z0-9.!+_-]+"),
+    "--since": (validate.since_time, r"[A-Za-z0-9 :.+-]+"),
+    "reason": (validate.yank_reason, None),      # JSON on the host, escaped in the HTML page
+    "--to": (lambda v: validate.folder_option(v, "--to"), None),    # a path here, never a shell
+}
+
+
+@pytest.mark.parametrize("what", sorted(CLI_VALUES))
+def test_every_command_line_value_refuses_or_stays_inert(what):
+    check, safe = CLI_VALUES[what]
+
+    def one(_, value):
+        try:
+            got = check(value)
+        except InventoryError as exc:
+            message = str(exc)
+            assert "\n" not in message and len(message) < 400 and message.startswith(what), message
+            return
+        assert isinstance(got, str) and not re.search(r"[\x00-\x1f\x7f]", got)
+        if safe:
+            assert re.fullmatch(safe, got) and not got.startswith("-") or \
+                (what == "--since" and re.fullmatch(r"-[0-9]+[a-z]*", got)), got
+    through_the_corpus(what, one)
