@@ -49,16 +49,17 @@ def _sudo_password(ask: bool) -> str | None:
         "offline": "ship wheels from this machine; the host needs no internet",
         "ask-sudo-pass": "prompt for the sudo password of the SSH user",
         "keep-repos": "CentOS 7: keep repo files that use the dead mirrors (no vault)",
+        "cache": "also a pull-through cache of PyPI (pypi_cache: true; see docs/cache.md)",
         "no-color": NO_COLOR_HELP,
     },
 )
 def deploy(c, host=None, inventory=None, port=None, check=False, diff=False, offline=False,
-           ask_sudo_pass=False, keep_repos=False, no_color=False):
+           ask_sudo_pass=False, keep_repos=False, cache=False, no_color=False):
     """Turn hosts into private PyPI servers (pypiserver behind systemd and firewalld)."""
     from .roles.pypiserver import PypiserverRole
 
     overrides = {"pypiserver_port": port, "offline": True if offline else None,
-                 "centos7_vault": False if keep_repos else None}
+                 "centos7_vault": False if keep_repos else None, "pypi_cache": True if cache else None}
     _run_role(PypiserverRole(), host, inventory, check, ask_sudo_pass, diff=diff,
               overrides=overrides)
 

@@ -60,7 +60,9 @@ SYSTEM_TREES = (
     "/var/lib/systemd", "/var/lib/provision", "/var/log", "/var/spool", "/var/run", "/var/lock",
 )
 DIR_VARS = ("pypiserver_venv", "pypiserver_wheels_dir", "pypiserver_packages_dir",
-            "pypiserver_config_dir", "pypiserver_index_dir")
+            "pypiserver_config_dir", "pypiserver_index_dir", "pypi_cache_dir")
+#: prefixes of the role's own variables: a name with one that the defaults lack is a typo
+VAR_PREFIXES = ("pypiserver_", "pypi_cache")
 
 
 @lru_cache(maxsize=None)
@@ -85,7 +87,7 @@ def role_vars(target, overrides: dict | None = None) -> dict:
 def check_vars(values: dict, where: str) -> dict:
     known = defaults()
     for key in values:
-        if key.startswith("pypiserver_") and key not in known:
+        if key.startswith(VAR_PREFIXES) and key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise InventoryError(f"{where}: unknown variable {key}{hint}")
@@ -286,6 +288,72 @@ def fallback(value) -> str:
     raise ValueError(f"must be off or an http(s) URL like https://pypi.org/simple/, got {_show(value)}")
 
 
+def upstream_index(value) -> str:
+    """The URL of an index to fetch from (pypi_cache_upstream): http(s), no password."""
+    text = _text(value, "a URL", 512)
+    if not _URL.fullmatch(text):
+        raise ValueError(f"must be an http(s) URL like https://pypi.org/simple/ (no user or password "
+                         f"in it), got {_show(value)}")
+    return text if text.endswith("/") else text + "/"
+
+
+_DURATION = re.compile(r"([0-9]{1,7})([smhdw]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(value) -> str:
+    """A time span as nginx writes them: 0, 90 (seconds), 30s, 10m, 12h, 3d, 2w."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else \
+        _text(value, "a time like 3d", 16).strip().lower()
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"must be a time like 90s, 10m, 12h or 3d (0: off), got {_show(value)}")
+    return text
+
+
+def seconds(span: str) -> int:
+    """The seconds of a checked duration."""
+    number, unit = _DURATION.fullmatch(span).groups()
+    return int(number) * _SECONDS[unit]
+
+
+def positive_duration(value) -> str:
+    text = duration(value)
+    if seconds(text) == 0:
+        raise ValueError(f"must be longer than 0, got {_show(value)}")
+    return text
+
+
+def cache_size(value) -> str:
+    """An nginx size for a cache: digits and an optional k, m or g (500m, 10g)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else \
+        _text(value, "a size like 10g", 16).strip()
+    if not re.fullmatch(r"[1-9][0-9]{0,12}[kmgKMG]?", text):
+        raise ValueError(f"must be a size like 500m or 10g, got {_show(value)}")
+    return text.lower()
+
+
+_PATTERN = re.compile(r"[A-Za-z0-9._*?-]{1,100}")
+
+
+def name_patterns(value) -> list[str]:
+    """Project name patterns (* and ? wildcards): a list, or one string of them separated by
+    commas or spaces; normalised as PEP 503 names are (lowercase, runs of -_. as one -)."""
+    if value in ("", None):
+        return []
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[,\s]+", _text(value)) if v]
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of name patterns like django-*, got {_show(value)}")
+    out = []
+    for item in value:
+        text = _text(item, "a name pattern", 100)
+        if not _PATTERN.fullmatch(text):
+            raise ValueError(f"{_show(item)} is not a name pattern (letters, digits, '.', '_', '-', "
+                             f"and the wildcards * and ?)")
+        out.append(re.sub(r"[-_.]+", "-", text).lower())
+    return out
+
+
 def read_auth(v: dict) -> bool:
     """A password is needed to read (list or download): every read goes through pypiserver."""
     return any(w in v["pypiserver_authenticate"].split(",") for w in ("download", "list"))
@@ -330,6 +398,16 @@ CHECKS = {
     "pypiserver_fallback": fallback,
     "pypiserver_version": lambda v: "" if v in ("", None) else _version_value(v),
     "pypiserver_index_dir": service_path,
+    "pypi_cache": boolean,
+    "pypi_cache_upstream": upstream_index,
+    "pypi_cache_upstream_ca": optional_local_file,
+    "pypi_cache_allow": name_patterns,
+    "pypi_cache_deny": name_patterns,
+    "pypi_cache_min_age": duration,
+    "pypi_cache_index_ttl": positive_duration,
+    "pypi_cache_max_size": cache_size,
+    "pypi_cache_dir": service_path,
+    "pypi_cache_port": service_port,
 }
 
 
@@ -347,6 +425,8 @@ def _check_layout(v: dict, where: str) -> None:
         ports["pypiserver_backend_port"] = v["pypiserver_backend_port"]
         if v["https_redirect_port"]:
             ports["https_redirect_port"] = v["https_redirect_port"]
+        if v["pypi_cache"]:
+            ports["pypi_cache_port"] = v["pypi_cache_port"]
     seen: dict[int, str] = {}
     for k, p in ports.items():
         if p in seen:
@@ -357,6 +437,11 @@ def _check_layout(v: dict, where: str) -> None:
     if v["static_index"] is True and read_auth(v):
         raise InventoryError(f"{where}: static_index serves pages without a password: it cannot go with "
                              f"pypiserver_authenticate {v['pypiserver_authenticate']}")
+    if v["pypi_cache"] and not static_index_on(v):
+        why = "tls: false" if not v["tls"] else "static_index: false" if v["static_index"] is False else \
+            f"pypiserver_authenticate {v['pypiserver_authenticate']} (reading needs a password)"
+        raise InventoryError(f"{where}: pypi_cache needs the static index (nginx tells private names from "
+                             f"upstream ones with it), which is off here: {why}")
     for have, lacks in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
         if v[have] and not v[lacks]:
             raise InventoryError(f"{where}: {have} is set without {lacks}: set both, or neither "

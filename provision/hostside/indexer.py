@@ -185,25 +185,35 @@ def file_json(filename, entry, yanked):
 def project_pages(project, entries, yanked):
     """(html, json) of one project's page."""
     files = [file_json(name, entry, yanked) for name, entry in sorted(entries.items())]
-    versions = sorted({entry["version"] for entry in entries.values()})
-    page = {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions,
-            "files": files}
+    return render_project(project, files, sorted({entry["version"] for entry in entries.values()}))
+
+
+def render_project(project, files, versions=None):
+    """(html, json) of a project page from PEP 691 file objects (url, hashes, and optional
+    requires-python, core-metadata, yanked, size, upload-time). API 1.1 (PEP 700) when the
+    versions are given and every file has its size, else 1.0. The pull-through cache's pages
+    come from here too."""
+    api = API_VERSION if versions is not None and all("size" in f for f in files) else "1.0"
+    page = {"meta": {"api-version": api}, "name": project, "files": files}
+    if api == API_VERSION:
+        page["versions"] = versions
     links = []
     for f in files:
         attrs = ['href="%s"' % html.escape("%s#sha256=%s" % (f["url"], f["hashes"]["sha256"]))]
-        if "requires-python" in f:
+        if f.get("requires-python"):
             attrs.append('data-requires-python="%s"' % html.escape(f["requires-python"]))
-        if f["core-metadata"]:
-            value = "sha256=" + f["core-metadata"]["sha256"]
-            attrs.append('data-dist-info-metadata="%s"' % value)
-            attrs.append('data-core-metadata="%s"' % value)
-        if f["yanked"] is not False:
+        meta = f.get("core-metadata")
+        if meta:
+            value = "sha256=" + meta["sha256"] if isinstance(meta, dict) else "true"
+            attrs.append('data-dist-info-metadata="%s"' % html.escape(value))
+            attrs.append('data-core-metadata="%s"' % html.escape(value))
+        if f.get("yanked", False) is not False:
             attrs.append('data-yanked="%s"' % html.escape(f["yanked"] if f["yanked"] is not True else ""))
         links.append("    <a %s>%s</a><br/>" % (" ".join(attrs), html.escape(f["filename"])))
     body = ("<!DOCTYPE html>\n<html>\n  <head>\n"
             '    <meta name="pypi:repository-version" content="%s">\n'
             "    <title>Links for %s</title>\n  </head>\n  <body>\n    <h1>Links for %s</h1>\n%s\n"
-            "  </body>\n</html>\n") % (API_VERSION, html.escape(project), html.escape(project),
+            "  </body>\n</html>\n") % (api, html.escape(project), html.escape(project),
                                         "\n".join(links))
     return body.encode("utf-8"), json.dumps(page, sort_keys=True).encode("utf-8")
 

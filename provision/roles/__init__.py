@@ -26,7 +26,10 @@ RECORDED = ("pypiserver_port", "pypiserver_listen", "pypiserver_user", "pypiserv
             "pypiserver_htpasswd", "pypiserver_authenticate", "pypiserver_extra_args",
             "pypiserver_url_host", "offline", "centos7_vault", "tls", "pypiserver_backend_port",
             "tls_names", "tls_cert", "tls_key", "upload_max_size", "https_redirect_port",
-            "static_index", "pypiserver_index_dir", "pypiserver_fallback", "pypiserver_version")
+            "static_index", "pypiserver_index_dir", "pypiserver_fallback", "pypiserver_version",
+            "pypi_cache", "pypi_cache_upstream", "pypi_cache_upstream_ca", "pypi_cache_allow",
+            "pypi_cache_deny", "pypi_cache_min_age", "pypi_cache_index_ttl", "pypi_cache_max_size",
+            "pypi_cache_dir", "pypi_cache_port")
 # 2: static_index became a default (auto); a format 1 record's static_index: false was
 # the preview's default, not a choice, so it is not adopted
 RECORD_FORMAT = 2

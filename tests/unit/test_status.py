@@ -110,4 +110,4 @@ def test_index_lag_and_the_table_and_json():
     assert "UNHEALTHY" in second and problem == "pypi1: pypiserver is failed"
     rows = json.loads(json.dumps(json_rows([d])))
     assert set(rows[0]) == {"host", "healthy", "problems", "service", "versions", "url", "tls", "packages",
-                            "accounts", "disk", "index", "firewall"}
+                            "accounts", "disk", "index", "firewall", "cache"}

@@ -27,7 +27,7 @@ from ...render import render
 from ...validate import defaults, read_auth, role_vars, static_index_on, systemd_quote
 from ...steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, PortHandover,
                       Restart, Service, ServiceOff, SystemUser, Trigger, UnitFileOwned, Venv, Wheelhouse)
-from . import front
+from . import cache, front
 from .steps import PythonFromRepos, VaultRepos
 
 HERE = Path(__file__).resolve().parent        # this role's folder: defaults.yml, vars/
@@ -160,6 +160,7 @@ class PypiserverRole(Role):
         system = [
             PortFree(port, service, also=("nginx",), also_if=None if tls_on else site),
             *([PortFree(backend, service)] if tls_on else []),
+            *([PortFree(v["pypi_cache_port"], f"{cache.unit_name(service)}")] if v["pypi_cache"] else []),
             *([PortFree(v["https_redirect_port"], "nginx")] if tls_on and v["https_redirect_port"] else []),
             *([front.TlsInputs(material)] if tls_on else []),
             UnitFileOwned(service, unit_path),
@@ -197,6 +198,7 @@ class PypiserverRole(Role):
             rest += self._static_index(v)
         else:   # turned off (or never on): its builder no longer follows the packages
             rest.append(ServiceOff(f"{service}-index.path"))
+        rest += cache.steps(v)
         if tls_on:
             conf = render("pypiserver/nginx.conf.j2", service=service, backend_port=backend,
                           index_dir=index_dir if static else "",
@@ -205,7 +207,7 @@ class PypiserverRole(Role):
                           port=port, listen=_nginx_address(v["pypiserver_listen"]),
                           redirect_port=v["https_redirect_port"], cert=f"{tls_dir}/server.crt",
                           key=f"{tls_dir}/server.key", upload_max_size=v["upload_max_size"],
-                          packages_dir=v["pypiserver_packages_dir"])
+                          packages_dir=v["pypiserver_packages_dir"], cache=cache.nginx_context(v))
             rest += [
                 front.ServerCertificate(material, f"{tls_dir}/server.crt", f"{tls_dir}/server.key",
                                         notify=(RELOAD_NGINX,)),
@@ -216,6 +218,7 @@ class PypiserverRole(Role):
                 # after the files it labels exist, before nginx binds the port(s)
                 front.SelinuxFront([port] + ([v["https_redirect_port"]] if v["https_redirect_port"] else []),
                                    [v["pypiserver_packages_dir"]] + ([index_dir] if static else []), tls_dir,
+                                   cache_dirs=[v["pypi_cache_dir"]] if v["pypi_cache"] else [],
                                    record=f"{RECORD_DIR}/selinux-rules-{service}"),
                 front.DebianDefaultSite(v["https_redirect_port"] == 80, notify=(RELOAD_NGINX,)),
                 File(site, conf, "root", "root", 0o644,
@@ -273,6 +276,9 @@ class PypiserverRole(Role):
         out = {RESTART: Restart(v["pypiserver_service"], RESTART)}
         if static_index_on(v):
             out[REINDEX] = Trigger(f"{v['pypiserver_service']}-index", REINDEX)
+        if v["pypi_cache"]:
+            unit = cache.unit_name(v["pypiserver_service"])
+            out[cache.RESTART_CACHE] = Restart(unit, cache.RESTART_CACHE)
         if v["tls"]:   # after pypiserver's restart: it frees the public port for nginx
             out[RELOAD_NGINX] = Restart("nginx", RELOAD_NGINX, reload=NGINX_RELOAD)
         return out

@@ -215,7 +215,7 @@ class SelinuxBoolean(Fact):
 
 class SelinuxFront(Step):
     """nginx may connect to the loopback backend, bind the public port(s), read the packages
-    and the certificate: persistent rules (setsebool -P, semanage port/fcontext, then
+    and the certificate, keep the pull-through cache (pypi_cache): persistent rules (setsebool -P, semanage port/fcontext, then
     restorecon), never setenforce 0.
 
     semanage costs ~1 s of Python per call, so a no-op does not ask it: the rules this step
@@ -223,8 +223,10 @@ class SelinuxFront(Step):
     the record is applied (each command is idempotent: -a, else -m). The boolean is read
     every time (getsebool is cheap)."""
 
-    def __init__(self, ports: list[int], content_dirs: list[str], tls_dir: str, record: str):
+    def __init__(self, ports: list[int], content_dirs: list[str], tls_dir: str, record: str,
+                 cache_dirs: list[str] = ()):
         self.ports, self.content_dirs, self.tls_dir, self.record = ports, content_dirs, tls_dir, record
+        self.cache_dirs = list(cache_dirs)
         self.name = "Ensure SELinux lets nginx serve the index (persistent rules)."
 
     def rules(self) -> dict[str, str]:
@@ -234,7 +236,8 @@ class SelinuxFront(Step):
             out[f"port tcp/{int(p)} http_port_t"] = (
                 f"semanage port -a -t http_port_t -p tcp {int(p)} 2>/dev/null || "
                 f"semanage port -m -t http_port_t -p tcp {int(p)}")
-        for path, kind in [*((d, "httpd_sys_content_t") for d in self.content_dirs), (self.tls_dir, "cert_t")]:
+        for path, kind in [*((d, "httpd_sys_content_t") for d in self.content_dirs), (self.tls_dir, "cert_t"),
+                           *((d, "httpd_cache_t") for d in self.cache_dirs)]:
             # a regular expression: the '.' and '+' a path may hold are literal
             spec = re.sub(r"([.+])", r"\\\1", path) + "(/.*)?"
             out[f"fcontext {spec} {kind}"] = (

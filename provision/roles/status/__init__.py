@@ -1,9 +1,10 @@
 """`invoke status`: each host's state in one round trip, read-only.
 
 Everything is a fact of the one gather script: the service and nginx, versions, the
-certificate, the packages, accounts, disk, the static index's lag, the firewall. A host
-is unhealthy when the service (or nginx in front) is not running, the packages' disk is over
-90 % full or the certificate has fewer than 14 days left.
+certificate, the packages, accounts, disk, the static index's lag, the firewall, and the
+pull-through cache (projects, files and bytes kept; its hit rate from nginx's cache log). A
+host is unhealthy when the service (or nginx in front, or the cache's origin) is not running,
+the packages' disk is over 90 % full or the certificate has fewer than 14 days left.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from ...facts import DirFiles, FileText, FirewalldRuntimePort, ServiceState, Ufw
 from ...report import plural
 from ...roles.accounts.steps import AccountNames
 from ...validate import static_index_on
-from .steps import Disk, MTime, NginxVersion, Status, Uptime, projects
+from ..pypiserver.cache import unit_name as cache_unit
+from .steps import CACHE_HITS, CacheLog, CacheUsage, Disk, MTime, NginxVersion, Status, Uptime, projects
 
 DISK_FULL = 90.0          # per cent used
 CERT_DAYS = 14
@@ -49,6 +51,10 @@ class StatusRole(Role):
                        "cert": FileText(f"{v['pypiserver_config_dir']}/tls/server.crt")}
         if static:
             probes["index"] = MTime(f"{v['pypiserver_index_dir']}/state.json")
+        if v["pypi_cache"]:
+            probes |= {"cache": CacheUsage(f"{v['pypi_cache_dir']}/files"),
+                       "cache_log": CacheLog(f"/var/log/nginx/{service}.cache.log"),
+                       "cache_service": ServiceState(f"{cache_unit(service)}.service")}
         url = index_url(v, target.resolved_host or target.ssh_host) + "simple/"
 
         def summarize(facts, probed) -> dict:
@@ -110,6 +116,17 @@ class StatusRole(Role):
                                  for p in ports}
         else:
             fw, states = None, {str(p): "no firewall" for p in ports}
+        cache = None
+        if "cache" in probed:
+            usage = probed["cache"] or {"files": 0, "bytes": 0, "projects": 0}
+            counts = probed["cache_log"]
+            total, hits = sum(counts.values()), sum(counts.get(k, 0) for k in CACHE_HITS)
+            origin = probed["cache_service"].active or "unknown"
+            if origin != "active":
+                problems.append(f"{cache_unit(service)} (the cache's origin) is {origin}")
+            cache = {"upstream": v["pypi_cache_upstream"], "service": origin, **usage,
+                     "max_size": v["pypi_cache_max_size"], "requests": total, "hits": hits,
+                     "hit_rate": round(hits / total, 3) if total else None}
         venv = probed["venv"]
         accounts = probed["accounts"]
         data = {
@@ -130,6 +147,7 @@ class StatusRole(Role):
             "disk": disk_out,
             "index": index,
             "firewall": {"tool": fw, "ports": states},
+            "cache": cache,
         }
         data["summary"] = ("healthy" if not problems else "UNHEALTHY: " + "; ".join(problems)) + \
             f"; {plural(len(files), 'file')}, {plural(data['packages']['projects'], 'project')}"
@@ -158,7 +176,7 @@ def human_seconds(s: int | None) -> str:
 
 
 COLUMNS = ("HOST", "HEALTH", "SERVICE", "UP", "PYPISERVER", "FILES", "SIZE", "PROJECTS", "ACCOUNTS",
-           "DISK FREE", "CERT", "INDEX LAG", "LAST UPLOAD", "FIREWALL")
+           "DISK FREE", "CERT", "INDEX LAG", "LAST UPLOAD", "FIREWALL", "CACHE")
 
 
 def table(rows: list[dict]) -> str:
@@ -179,7 +197,7 @@ def table(rows: list[dict]) -> str:
                     else f"{d['tls']['certificate_days_left']} days",
                     "-" if not d["index"]["static"] else human_seconds(d["index"]["lag_seconds"]),
                     (d["packages"]["last_upload"] or "-").replace("T", " ").replace("Z", " UTC"),
-                    f"{ports} ({fw['tool']})" if fw["tool"] else ports))
+                    f"{ports} ({fw['tool']})" if fw["tool"] else ports, cache_cell(d["cache"])))
     widths = [max(len(str(r[i])) for r in out + [COLUMNS]) for i in range(len(COLUMNS))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(COLUMNS, widths)).rstrip()]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in out]
@@ -187,6 +205,15 @@ def table(rows: list[dict]) -> str:
         for p in d["problems"]:
             lines.append(f"{d['host']}: {p}")
     return "\n".join(lines)
+
+
+def cache_cell(c: dict | None) -> str:
+    """The pull-through cache in a few words: projects, files, size, hits (or off)."""
+    if c is None:
+        return "off"
+    rate = "no requests yet" if c["hit_rate"] is None else f"{c['hit_rate'] * 100:.0f}% hits of {c['requests']:,}"
+    return (f"{plural(c['projects'], 'project')}, {plural(c['files'], 'file')}, "
+            f"{human_bytes(c['bytes'])} of {c['max_size']}, {rate}")
 
 
 def json_rows(rows: list[dict]) -> list[dict]:

@@ -68,6 +68,47 @@ class MTime(Fact):
         return int(text.strip()) if rc == 0 and text.strip().isdigit() else None
 
 
+@dataclass(frozen=True)
+class CacheUsage(Fact):
+    """The pull-through cache's files on disk: {"files", "bytes", "projects"} (None: no cache
+    directory). nginx names its cache files by hash; the project comes from the key line
+    each file starts with (read up to the first match only)."""
+
+    files_dir: str
+
+    def command(self):
+        d = q(self.files_dir)
+        return (f"if [ -d {d} ]; then find {d} -type f -printf '%s\\n' | "
+                f"awk '{{n++; b+=$1}} END {{printf \"files %d %.0f\\n\", n, b}}'; "
+                f"find {d} -type f -exec grep -a -m1 -h -o '^KEY: /pypi-cache/[a-z0-9-]*/' {{}} + | "
+                f"sort -u | wc -l | sed 's/^/projects /'; fi")
+
+    def parse(self, text, rc) -> dict | None:
+        m = re.search(r"^files (\d+) (\d+)$", text, re.M)
+        p = re.search(r"^projects +(\d+)$", text, re.M)
+        if not m:
+            return None
+        return {"files": int(m[1]), "bytes": int(m[2]), "projects": int(p[1]) if p else 0}
+
+
+#: nginx's $upstream_cache_status values that were answered from the cache
+CACHE_HITS = ("HIT", "STALE", "UPDATING", "REVALIDATED")
+
+
+@dataclass(frozen=True)
+class CacheLog(Fact):
+    """Requests the cache answered, by nginx's cache status, from its log: {status: count}
+    (since the log was last rotated; empty when there is none)."""
+
+    path: str
+
+    def command(self):
+        return f"[ ! -f {q(self.path)} ] || awk '{{n[$2]++}} END {{for (k in n) print k, n[k]}}' {q(self.path)}"
+
+    def parse(self, text, rc) -> dict[str, int]:
+        return {k: int(n) for k, n in re.findall(r"^(\S+) (\d+)$", text, re.M)}
+
+
 class Status(Step):
     """Read-only: everything `invoke status` shows, read in the facts' one round trip; the
     values go to `found(dict)`."""

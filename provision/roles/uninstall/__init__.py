@@ -1,9 +1,9 @@
 """`invoke uninstall`: the service removed cleanly, its data kept (unless --purge).
 
 Removed: the services and units (pypiserver, the static index's builder and its path
-unit), our nginx site (nginx itself stays: it may serve other sites), the firewall ports
+unit, the pull-through cache's origin), our nginx site (nginx itself stays: it may serve other sites), the firewall ports
 this tool opened, the venv and what lives beside it (wheels, the builder), the static index
-(derived: a deploy rebuilds it), the record of the last deploy. Kept: the packages, the
+(derived: a deploy rebuilds it), the pull-through cache (refetched on demand), the record of the last deploy. Kept: the packages, the
 accounts (htpasswd), the TLS files, the yank list, backups; --purge removes those too. The
 system user, nginx and SELinux rules stay. Every step is idempotent: a second run is all ok.
 """
@@ -15,6 +15,7 @@ import posixpath
 from .. import RECORD_DIR, UNIT_DIR, Role, record_path
 from ...steps import Absent, FirewallPort, ServiceOff
 from ..pypiserver import NGINX_RELOAD, front
+from ..pypiserver.cache import unit_name as cache_unit
 from .steps import FolderIfEmpty
 
 
@@ -31,7 +32,9 @@ class UninstallRole(Role):
             ServiceOff(f"{service}-index.path"),
             ServiceOff(f"{service}-index.service"),
             ServiceOff(service),
+            ServiceOff(f"{cache_unit(service)}.service"),
             Absent(f"{UNIT_DIR}/{service}-index.path", on_change=reload_units),
+            Absent(f"{UNIT_DIR}/{cache_unit(service)}.service", on_change=reload_units),
             Absent(f"{UNIT_DIR}/{service}-index.service", on_change=reload_units),
             Absent(f"{UNIT_DIR}/{service}.service",
                    on_change=reload_units + (f"systemctl reset-failed {service}.service 2>/dev/null || :",)),
@@ -43,12 +46,13 @@ class UninstallRole(Role):
         venv = v["pypiserver_venv"]
         venv_home = posixpath.dirname(venv)
         ours = [venv, venv + ".next", venv + ".prev", venv + ".failed",
-                f"{venv_home}/indexer.py", f"{venv_home}/requirements.txt"]
+                f"{venv_home}/indexer.py", f"{venv_home}/pullthrough.py", f"{venv_home}/requirements.txt"]
         steps += [Absent(p, tree=not p.endswith((".py", ".txt"))) for p in ours]
         steps.append(Absent(v["pypiserver_wheels_dir"], tree=True))
         steps.append(FolderIfEmpty(venv_home, {posixpath.basename(p) for p in ours + [v["pypiserver_wheels_dir"]]
                                                if posixpath.dirname(p) == venv_home}))
         steps.append(Absent(v["pypiserver_index_dir"], tree=True))
+        steps.append(Absent(v["pypi_cache_dir"], tree=True))
         if self.purge:
             steps += [Absent(v["pypiserver_packages_dir"], tree=True),
                       Absent(v["pypiserver_htpasswd"]),
@@ -59,6 +63,7 @@ class UninstallRole(Role):
             Absent(f"{RECORD_DIR}/restart-pending-{service}"),
             Absent(f"{RECORD_DIR}/restart-pending-nginx"),
             Absent(f"{RECORD_DIR}/restart-pending-{service}-index"),
+            Absent(f"{RECORD_DIR}/restart-pending-{cache_unit(service)}"),
             Absent(f"{RECORD_DIR}/firewall-port-{service}"),
             # last: the host is no longer deployed
             Absent(record_path(service)),

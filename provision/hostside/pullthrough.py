@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""The pull-through cache's origin (pypi_cache): what nginx asks when its cache misses.
+
+    pullthrough.py --port PORT --upstream URL [--min-age SECONDS] [--cafile FILE]
+
+nginx is the cache (proxy_cache: pages kept for a short TTL and served stale while the
+upstream is down, files kept until least-recently-used eviction, concurrent misses
+collapsed into one). nginx also decides what may reach this program at all: names the
+server holds privately are answered from the static index and never come here, and
+pypi_cache_deny / pypi_cache_allow are applied before it. This program only does what
+nginx cannot:
+
+    GET /simple/NAME/?page=index.v1_json|index.html
+        the upstream's page for NAME (PEP 691 JSON or PEP 503 HTML upstreams), filtered:
+        files younger than --min-age (by their PEP 700 upload-time; a file without one is
+        hidden too while a minimum age is set) and files without a sha256 are left out;
+        every link points back at this server (/pypi-cache/NAME/FILE)
+    GET /files/NAME/FILE
+        one file (or its PEP 658 .metadata) the filtered page lists, streamed from the
+        upstream; the chunked response is only ended once its sha256 matches the page, so
+        a corrupt or substituted file never completes and nginx never caches it
+    GET /health
+
+Runs on the host's Python (3.6 and up), standard library only, as an unprivileged
+service listening on the loopback only. Stateless: a restart loses nothing.
+"""
+
+import argparse
+import calendar
+import hashlib
+import json
+import re
+import ssl
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import ThreadingMixIn
+
+try:                                    # in the package (tests)
+    from . import indexer
+except ImportError:                     # on the host: shipped beside indexer.py
+    import indexer
+
+NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}\Z")
+SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+          "text/html;q=0.1")
+PAGE_LIMIT = 64 << 20            # the largest upstream page read (boto3's JSON is ~5 MB)
+MEMO_SECONDS = 600               # how long a fetched page answers file requests
+CHUNK = 1 << 16
+FILES_PREFIX = "../../pypi-cache/"
+_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]00:?00)?\Z")
+
+
+class UpstreamError(Exception):
+    """The upstream did not answer usably (502: nginx then serves its stale copy)."""
+
+
+class NotThere(Exception):
+    """The upstream has no such project or file (404)."""
+
+
+def parse_time(text):
+    """A PEP 700 upload-time (ISO 8601, UTC) as seconds since the epoch, or None."""
+    m = _TIME.match(text or "") if isinstance(text, str) else None
+    if not m:
+        return None
+    return calendar.timegm(tuple(int(x) for x in m.groups()[:6]) + (0, 0, 0))
+
+
+def _sha256_of(value):
+    """The sha256 of a hashes dict or of a "sha256=HEX" string, or None."""
+    if isinstance(value, dict):
+        digest = value.get("sha256")
+    elif isinstance(value, str) and value.startswith("sha256="):
+        digest = value[len("sha256="):]
+    else:
+        return None
+    return digest.lower() if isinstance(digest, str) and SHA256.match(digest.lower()) else None
+
+
+def _metadata(value):
+    """PEP 658/714: False (none), True (there, no hash) or its sha256."""
+    if value in (None, False, "false"):
+        return False
+    return _sha256_of(value) or True
+
+
+def files_from_json(data, page_url):
+    """The upstream's files, as dicts of ours, from a PEP 691 JSON page."""
+    out = []
+    for f in data.get("files", []) if isinstance(data, dict) else []:
+        if not isinstance(f, dict) or not isinstance(f.get("filename"), str) or not isinstance(f.get("url"), str):
+            continue
+        yanked = f.get("yanked", False)
+        size = f.get("size")
+        out.append({
+            "filename": f["filename"], "url": urllib.parse.urljoin(page_url, f["url"]),
+            "sha256": _sha256_of(f.get("hashes")),
+            "requires_python": f["requires-python"] if isinstance(f.get("requires-python"), str) else None,
+            "yanked": yanked if isinstance(yanked, (bool, str)) else bool(yanked),
+            "metadata": _metadata(f.get("core-metadata", f.get("dist-info-metadata"))),
+            "upload_time": parse_time(f.get("upload-time")),
+            "size": size if isinstance(size, int) and not isinstance(size, bool) else None,
+        })
+    return out
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links, self._open = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self._open = (dict(attrs), [])
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open[1].append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "a" and self._open is not None:
+            self.links.append((self._open[0], "".join(self._open[1]).strip()))
+            self._open = None
+
+
+def files_from_html(text, page_url):
+    """The upstream's files, as dicts of ours, from a PEP 503 HTML page."""
+    parser = _Links()
+    parser.feed(text)
+    out = []
+    for attrs, label in parser.links:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url, _, fragment = urllib.parse.urljoin(page_url, href).partition("#")
+        filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]) or label
+        yanked = attrs.get("data-yanked")
+        out.append({
+            "filename": filename, "url": url, "sha256": _sha256_of(fragment),
+            "requires_python": attrs.get("data-requires-python") or None,
+            "yanked": False if yanked is None else (yanked or True),
+            "metadata": _metadata(attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))),
+            "upload_time": None, "size": None,
+        })
+    return out
+
+
+def admit(files, min_age, now):
+    """(files offered, {reason: count} of those left out): a file needs a safe name and a
+    sha256, and with a minimum age an upload-time at least that old."""
+    kept, hidden = [], {}
+    for f in files:
+        if not FILENAME.match(f["filename"]) or f["filename"].endswith(".metadata"):
+            why = "unsafe file name"
+        elif f["sha256"] is None:
+            why = "no sha256"
+        elif min_age and f["upload_time"] is None:
+            why = "no upload-time (minimum age set)"
+        elif min_age and now - f["upload_time"] < min_age:
+            why = "younger than the minimum age"
+        else:
+            kept.append(f)
+            continue
+        hidden[why] = hidden.get(why, 0) + 1
+    return kept, hidden
+
+
+def render(name, files):
+    """(html, json) of the page clients get: the files' links point at this server."""
+    objects = []
+    for f in files:
+        obj = {"filename": f["filename"], "url": FILES_PREFIX + name + "/" + f["filename"],
+               "hashes": {"sha256": f["sha256"]}, "yanked": f["yanked"]}
+        if f["requires_python"]:
+            obj["requires-python"] = f["requires_python"]
+        if f["metadata"]:
+            meta = {"sha256": f["metadata"]} if isinstance(f["metadata"], str) else True
+            obj["core-metadata"] = obj["dist-info-metadata"] = meta
+        if f["size"] is not None:
+            obj["size"] = f["size"]
+        if f["upload_time"] is not None:
+            obj["upload-time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f["upload_time"]))
+        objects.append(obj)
+    versions = sorted({p[1] for p in (indexer.parse_filename(f["filename"]) for f in files) if p})
+    return indexer.render_project(name, objects, versions)
+
+
+class Upstream:
+    """The upstream index, and the pages fetched from it lately (for file requests)."""
+
+    def __init__(self, base, min_age=0, cafile=None, timeout=20.0):
+        self.base = base if base.endswith("/") else base + "/"
+        self.min_age, self.timeout = min_age, timeout
+        self.context = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
+        self._memo, self._lock = {}, threading.Lock()
+
+    def open(self, url, accept="*/*"):
+        request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "provision-pullthrough"})
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout, context=self.context)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code in (404, 410):
+                raise NotThere("%s: HTTP %d" % (url, exc.code))
+            raise UpstreamError("%s: HTTP %d" % (url, exc.code))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise UpstreamError("%s: %s" % (url, getattr(exc, "reason", None) or exc))
+
+    def files(self, name, fresh=True):
+        """(offered files, hidden counts) for NAME; fresh=False may answer from the memo."""
+        if not fresh:
+            with self._lock:
+                memo = self._memo.get(name)
+            if memo and time.monotonic() - memo[0] < MEMO_SECONDS:
+                return memo[1], memo[2]
+        url = self.base + name + "/"
+        with self.open(url, ACCEPT) as resp:
+            body = resp.read(PAGE_LIMIT + 1)
+            ctype = resp.headers.get("Content-Type", "")
+            final = resp.geturl()
+        if len(body) > PAGE_LIMIT:
+            raise UpstreamError("%s: the page is over %d MB" % (url, PAGE_LIMIT >> 20))
+        try:
+            if "json" in ctype:
+                found = files_from_json(json.loads(body.decode("utf-8")), final)
+            else:
+                found = files_from_html(body.decode("utf-8", "replace"), final)
+        except ValueError as exc:
+            raise UpstreamError("%s: unreadable page (%s)" % (url, exc))
+        kept, hidden = admit(found, self.min_age, time.time())
+        with self._lock:
+            self._memo[name] = (time.monotonic(), kept, hidden)
+        return kept, hidden
+
+    def lookup(self, name, filename):
+        """(url, sha256 or None) of a file the filtered page offers (FILE or FILE.metadata)."""
+        base = filename[:-len(".metadata")] if filename.endswith(".metadata") else filename
+        for fresh in (False, True):
+            for f in self.files(name, fresh)[0]:
+                if f["filename"] == base:
+                    if base == filename:
+                        return f["url"], f["sha256"]
+                    if f["metadata"]:
+                        return f["url"] + ".metadata", f["metadata"] if isinstance(f["metadata"], str) else None
+                    raise NotThere(filename)
+        raise NotThere(filename)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "provision-pullthrough"
+    upstream = None            # set by main()
+
+    def do_GET(self):
+        path, _, query = self.path.partition("?")
+        parts = path.split("/")
+        try:
+            if path == "/health":
+                return self.reply(200, b"ok\n", "text/plain")
+            if len(parts) == 4 and parts[1] == "simple" and parts[3] == "" and NAME.match(parts[2]):
+                return self.page(parts[2], urllib.parse.parse_qs(query).get("page", [""])[0])
+            if len(parts) == 4 and parts[1] == "files" and NAME.match(parts[2]) and \
+                    FILENAME.match(urllib.parse.unquote(parts[3])):
+                return self.file(parts[2], urllib.parse.unquote(parts[3]))
+            return self.reply(404, b"not found\n", "text/plain")
+        except NotThere as exc:
+            self.log_message("not upstream: %s", exc)
+            return self.reply(404, b"not found\n", "text/plain")
+        except UpstreamError as exc:
+            self.log_message("upstream failed: %s", exc)
+            return self.reply(502, b"the upstream index did not answer\n", "text/plain")
+
+    def page(self, name, form):
+        files, hidden = self.upstream.files(name)
+        if hidden:
+            self.log_message("%s: left out %s", name, ", ".join("%d (%s)" % (n, why) for why, n in sorted(hidden.items())))
+        html_page, json_page = render(name, files)
+        if form == "index.html":
+            return self.reply(200, html_page, "text/html; charset=utf-8")
+        return self.reply(200, json_page, "application/vnd.pypi.simple.v1+json")
+
+    def file(self, name, filename):
+        url, digest = self.upstream.lookup(name, filename)
+        with self.upstream.open(url) as resp:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain" if filename.endswith(".metadata")
+                             else "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            h, size = hashlib.sha256(), 0
+            try:
+                for chunk in iter(lambda: resp.read(CHUNK), b""):
+                    h.update(chunk)
+                    size += len(chunk)
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError as exc:
+                self.log_message("%s: cut short after %d bytes (%s)", filename, size, exc)
+                self.close_connection = True
+                return
+        if digest is not None and h.hexdigest() != digest:
+            # never ended: nginx sees a broken response, keeps nothing, and the client fails
+            self.log_message("%s: sha256 %s is not the page's %s: not served", filename, h.hexdigest(), digest)
+            self.close_connection = True
+            return
+        self.wfile.write(b"0\r\n\r\n")
+        self.log_message("fetched %s/%s (%d bytes)", name, filename, size)
+
+    def reply(self, status, body, ctype):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("pullthrough: " + (fmt % args) + "\n")
+
+    def log_request(self, code="-", size="-"):
+        pass                   # nginx logs every request (with its cache status)
+
+
+class Server(ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listen", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="the upstream simple index URL")
+    parser.add_argument("--min-age", type=int, default=0, help="seconds a file must have been public")
+    parser.add_argument("--cafile", default=None, help="CA certificates the upstream's is checked with")
+    parser.add_argument("--timeout", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    Handler.upstream = Upstream(args.upstream, args.min_age, args.cafile, args.timeout)
+    server = Server((args.listen, args.port), Handler)
+    sys.stderr.write("pullthrough: serving %s:%d for %s (minimum age %d s)\n"
+                     % (args.listen, args.port, args.upstream, args.min_age))
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
