@@ -226,3 +226,21 @@ def test_status_reports_the_cache(cached):
     assert 0 < c["hits"] < c["requests"] and 0 < c["hit_rate"] < 1
     table = invoke("status", "--inventory", str(inv))
     assert "% hits of" in table.stdout, table.stdout
+
+
+def test_turned_off_then_uninstalled(cached):
+    _, srv, _, _, tmp = cached
+    inv = write_inventory([srv], tmp / "off.yml", known_hosts=str(tmp / "kh"), pypi_cache=False)
+    res = invoke("deploy", "--inventory", str(inv))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sh(srv, "systemctl is-active pypiserver-cache.service", check=False).stdout.strip() == "inactive"
+    # names the server lacks go back to pypiserver's redirect; private ones are still served
+    status, headers, _ = http_get(srv.address, 8000, "/simple/pubapp/")
+    assert status in (302, 303) and headers["Location"] == "https://pypi.org/simple/pubapp/", (status, headers)
+    assert http_get(srv.address, 8000, "/simple/shadowed/")[0] == 200
+    res = invoke("uninstall", "--inventory", str(inv), "-H", srv.name)
+    assert res.returncode == 0, res.stdout + res.stderr
+    gone = sh(srv, "ls /etc/systemd/system/pypiserver-cache.service /srv/pypi/cache /opt/pypiserver/pullthrough.py",
+              check=False)
+    assert gone.returncode != 0 and "No such file" in gone.stderr and gone.stdout == "", gone
+    assert sh(srv, f"ls {PRIVATE}").stdout.split() == ["shadowed-1.0-py3-none-any.whl"]

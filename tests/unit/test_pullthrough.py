@@ -22,6 +22,19 @@ def stamp(t):
     return time.strftime("%Y-%m-%dT%H:%M:%S.123456Z", time.gmtime(t))
 
 
+def test_the_origin_is_python_3_6_and_standard_library_only():
+    """It runs on the host's Python, CentOS 7's 3.6 included, beside the index builder."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    tree = ast.parse(Path(pt.__file__).read_text(), feature_version=(3, 6))
+    imported = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= set(sys.stdlib_module_names) | {"indexer"}, imported
+    assert "__future__" not in imported
+
+
 def test_upload_times_parse_as_pep_700_writes_them():
     assert pt.parse_time("2026-06-01T00:00:00Z") == 1_780_272_000
     assert pt.parse_time("2026-06-01T00:00:00.123456Z") == 1_780_272_000

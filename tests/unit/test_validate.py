@@ -121,11 +121,52 @@ def fresh_plan(vars_: dict) -> dict:
     ("pypiserver_extra_args", "--x 'unclosed", "cannot be split"),
     ("offline", "false", "must be true or false"),
     ("pypiserver_prot", 8000, "unknown variable pypiserver_prot (did you mean pypiserver_port?)"),
+    ("pypi_cache_upstrem", "https://x/", "unknown variable pypi_cache_upstrem (did you mean pypi_cache_upstream?)"),
+    ("pypi_cache_upstream", "https://user:secret@pypi.example/simple/", "no user or password"),
+    ("pypi_cache_upstream", "file:///etc/passwd", "must be an http(s) URL"),
+    ("pypi_cache_deny", "evil;rm", "is not a name pattern"),
+    ("pypi_cache_allow", ["a(b)"], "is not a name pattern"),
+    ("pypi_cache_min_age", "3 days", "must be a time like"),
+    ("pypi_cache_index_ttl", "0", "must be longer than 0"),
+    ("pypi_cache_max_size", "10t", "must be a size like"),
+    ("pypi_cache_port", 18000, "pypi_cache_port 18000 is also pypiserver_backend_port"),
 ])
 def test_refusals_say_why(key, value, needle):
     with pytest.raises(InventoryError) as err:
-        validate.role_vars(target(**{key: value}))
+        validate.role_vars(target(**{key: value}, **({"pypi_cache": True} if key == "pypi_cache_port" else {})))
     assert needle in str(err.value)
+
+
+def test_the_cache_needs_the_static_index():
+    for vars_, why in (({"tls": False}, "tls: false"), ({"static_index": False}, "static_index: false"),
+                       ({"pypiserver_authenticate": "update,download"}, "reading needs a password")):
+        with pytest.raises(InventoryError, match=f"pypi_cache needs the static index.*{why}"):
+            validate.role_vars(target(pypi_cache=True, **vars_))
+
+
+@pytest.mark.parametrize("key", ["pypi_cache_upstream", "pypi_cache_allow", "pypi_cache_deny",
+                                 "pypi_cache_min_age", "pypi_cache_index_ttl", "pypi_cache_max_size"])
+def test_cache_values_are_refused_or_inert_where_they_are_written(key):
+    """With the cache on, these reach nginx's site and the origin's unit: what passes is
+    one of a few safe shapes there (no quote, brace, semicolon or space of its own)."""
+    def check(key, value):
+        try:
+            v = validate.role_vars(target(pypi_cache=True, **{key: value}))
+        except InventoryError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(f"h: {key} ")
+            return
+        plan = fresh_plan({"pypi_cache": True, key: value})
+        site = plan["/etc/nginx/conf.d/pypiserver.conf"].content.decode()
+        unit = plan["/etc/systemd/system/pypiserver-cache.service"].content.decode()
+        exec_line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
+        argv = systemd_unquote(exec_line[len("ExecStart="):])
+        assert argv[argv.index("--upstream") + 1] == v["pypi_cache_upstream"]
+        for got in (v[key] if isinstance(v[key], list) else [v[key]]):
+            assert re.fullmatch(r"[A-Za-z0-9/._:*?~%+-]*", str(got)), (value, got)
+        for line in site.splitlines():
+            if line.strip().startswith('"~^(?:'):
+                assert re.fullmatch(r'    "~\^\(\?:[a-z0-9\\\-\[\]*]*\)\$" [01];', line), line
+    through_the_corpus(key, check)
 
 
 def test_service_directories_may_not_nest():
