@@ -111,3 +111,34 @@ def test_index_lag_and_the_table_and_json():
     rows = json.loads(json.dumps(json_rows([d])))
     assert set(rows[0]) == {"host", "healthy", "problems", "service", "versions", "url", "tls", "packages",
                             "accounts", "disk", "index", "firewall", "cache"}
+
+
+def test_cache_facts_read_real_files(tmp_path):
+    """The cache's facts, their commands run here on files shaped as nginx writes them."""
+    import subprocess
+
+    from provision.roles.status.steps import CacheLog, CacheUsage
+
+    files = tmp_path / "files"
+    for i, (name, size) in enumerate([("alpha", 100), ("alpha", 50), ("beta-two", 1000)]):
+        d = files / str(i) / "ab"
+        d.mkdir(parents=True)
+        (d / f"hash{i}").write_bytes(b"\x05\x00binary header\x00\nKEY: /pypi-cache/%s/f%d.whl\nHTTP/1.1 200 OK\n"
+                                     % (name.encode(), i) + b"x" * size)
+    (files / "nothing").mkdir()
+
+    def run(fact):
+        res = subprocess.run(["sh", "-c", fact.command()], capture_output=True, text=True)
+        return fact.parse(res.stdout, res.returncode)
+
+    usage = run(CacheUsage(str(files)))
+    assert usage["files"] == 3 and usage["projects"] == 2
+    assert usage["bytes"] == sum(p.stat().st_size for p in files.rglob("hash*"))
+    assert run(CacheUsage(str(tmp_path / "none"))) is None
+    log = tmp_path / "cache.log"
+    log.write_text("2026-12-04T10:00:00+00:00 MISS 200 10 /pypi-cache/a/a.whl\n"
+                   "2026-12-04T10:00:01+00:00 HIT 200 10 /pypi-cache/a/a.whl\n"
+                   "2026-12-04T10:00:02+00:00 STALE 200 10 /simple/a/\n"
+                   "2026-12-04T10:00:03+00:00 HIT 200 10 /pypi-cache/a/a.whl\n")
+    assert run(CacheLog(str(log))) == {"MISS": 1, "HIT": 2, "STALE": 1}
+    assert run(CacheLog(str(tmp_path / "none.log"))) == {}

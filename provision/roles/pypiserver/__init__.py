@@ -454,6 +454,13 @@ class PypiserverRole(Role):
                          f"NAME   (names only this index holds; for everything, use client-config)")
         lines.append(f"clients: invoke client-config -H {target.name} --write (pip.conf, .pypirc, "
                      f"the CA they trust)")
+        if v["pypi_cache"]:
+            lines.append(f"cache: names this index lacks come from {v['pypi_cache_upstream']}, kept here"
+                         + (f"; files younger than {v['pypi_cache_min_age']} are not offered"
+                            if v["pypi_cache_min_age"] != "0" else ""))
+            if v["pypi_cache_upstream"].startswith("http://"):
+                lines.append("warning: pypi_cache_upstream is plain http: whoever sits on the path can change "
+                             "the pages, and with them the hashes the files are checked against")
         if target.deployed and not target.recorded.get("tls", False):
             lines.append("note: this server moved to https on the same port: clients must now use "
                          f"{url} (plain http is redirected; run client-config again)")

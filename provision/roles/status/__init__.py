@@ -120,7 +120,9 @@ class StatusRole(Role):
         if "cache" in probed:
             usage = probed["cache"] or {"files": 0, "bytes": 0, "projects": 0}
             counts = probed["cache_log"]
-            total, hits = sum(counts.values()), sum(counts.get(k, 0) for k in CACHE_HITS)
+            # ("-": refused before the cache, a denied name's 404)
+            total = sum(n for k, n in counts.items() if k != "-")
+            hits = sum(counts.get(k, 0) for k in CACHE_HITS)
             origin = probed["cache_service"].active or "unknown"
             if origin != "active":
                 problems.append(f"{cache_unit(service)} (the cache's origin) is {origin}")
