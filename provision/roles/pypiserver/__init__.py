@@ -24,7 +24,7 @@ from .. import RECORD_DIR, Role, index_url, record_content, record_path, tls_nam
 from ...errors import StepError, UnsupportedHost
 from ...facts import HostFacts, version_key
 from ...render import render
-from ...validate import defaults, read_auth, role_vars, static_index_on, systemd_quote
+from ...validate import defaults, read_auth, role_vars, seconds, static_index_on, systemd_quote
 from ...steps import (Directory, File, FirewallPort, Packages, PipRequirements, PortFree, PortHandover,
                       Restart, Service, ServiceOff, SystemUser, Trigger, UnitFileOwned, Venv, Wheelhouse)
 from . import cache, front
@@ -457,7 +457,7 @@ class PypiserverRole(Role):
         if v["pypi_cache"]:
             lines.append(f"cache: names this index lacks come from {v['pypi_cache_upstream']}, kept here"
                          + (f"; files younger than {v['pypi_cache_min_age']} are not offered"
-                            if v["pypi_cache_min_age"] != "0" else ""))
+                            if seconds(v["pypi_cache_min_age"]) else ""))
             if v["pypi_cache_upstream"].startswith("http://"):
                 lines.append("warning: pypi_cache_upstream is plain http: whoever sits on the path can change "
                              "the pages, and with them the hashes the files are checked against")
