@@ -23,6 +23,7 @@ class Relay:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.connections = 0
+        self.received = 0           # bytes the target sent back (a kept-alive connection too)
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -41,13 +42,16 @@ class Relay:
             with self._lock:
                 self.connections += 1
                 self._conns |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, back in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, back), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, back: bool) -> None:
         try:
             while data := src.recv(1 << 16):
                 dst.sendall(data)
+                if back:
+                    with self._lock:
+                        self.received += len(data)
         except OSError:
             pass
         finally:
@@ -59,7 +63,12 @@ class Relay:
 
     def close(self) -> None:
         """Stop accepting and cut every open connection: the upstream is gone."""
+        try:                    # wakes the accept() of the other thread (close alone does not)
+            self._server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._server.close()
+        self._thread.join(5)
         with self._lock:
             for s in self._conns:
                 try:

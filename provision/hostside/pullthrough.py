@@ -28,15 +28,14 @@ service listening on the loopback only. Stateless: a restart loses nothing.
 import argparse
 import calendar
 import hashlib
+import http.client
 import json
 import re
 import ssl
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
@@ -200,19 +199,66 @@ class Upstream:
         self.base = base if base.endswith("/") else base + "/"
         self.min_age, self.timeout = min_age, timeout
         self.context = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
-        self._memo, self._lock = {}, threading.Lock()
+        self._memo, self._lock, self._idle = {}, threading.Lock(), {}
 
     def open(self, url, accept="*/*"):
-        request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "provision-pullthrough"})
-        try:
-            return urllib.request.urlopen(request, timeout=self.timeout, context=self.context)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code in (404, 410):
-                raise NotThere("%s: HTTP %d" % (url, exc.code))
-            raise UpstreamError("%s: HTTP %d" % (url, exc.code))
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise UpstreamError("%s: %s" % (url, getattr(exc, "reason", None) or exc))
+        """A response to GET url (redirects followed), on a kept-alive connection when one to
+        that host is idle: with PyPI far away, a new TLS connection per page and per file
+        would cost several round trips each. Close the response to give the connection back."""
+        for _ in range(5):
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise UpstreamError("%s: not an http(s) URL" % url)
+            key = (parts.scheme, parts.hostname, parts.port)
+            target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+            headers = {"Accept": accept, "User-Agent": "provision-pullthrough"}
+            resp = self._request(key, target, headers, url)
+            if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                location = urllib.parse.urljoin(url, resp.getheader("Location"))
+                resp.close()
+                url = location
+                continue
+            if resp.status in (404, 410):
+                resp.close()
+                raise NotThere("%s: HTTP %d" % (url, resp.status))
+            if resp.status != 200:
+                resp.close()
+                raise UpstreamError("%s: HTTP %d" % (url, resp.status))
+            resp.url = url
+            return resp
+        raise UpstreamError("%s: too many redirects" % url)
+
+    def _request(self, key, target, headers, url):
+        for attempt in (0, 1):
+            conn = self._take(key) if attempt == 0 else None
+            reused = conn is not None
+            if conn is None:
+                scheme, host, port = key
+                conn = (http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.context)
+                        if scheme == "https" else http.client.HTTPConnection(host, port, timeout=self.timeout))
+            try:
+                conn.request("GET", target, headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if reused:            # the upstream closed an idle connection: a fresh one
+                    continue
+                raise UpstreamError("%s: %s" % (url, getattr(exc, "reason", None) or str(exc) or type(exc).__name__))
+            return _Pooled(resp, conn, key, self)
+        raise UpstreamError("%s: no answer" % url)
+
+    def _take(self, key):
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def _give(self, key, conn):
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < 8:
+                idle.append(conn)
+                return
+        conn.close()
 
     def files(self, name, fresh=True):
         """(offered files, hidden counts) for NAME; fresh=False may answer from the memo."""
@@ -224,8 +270,8 @@ class Upstream:
         url = self.base + name + "/"
         with self.open(url, ACCEPT) as resp:
             body = resp.read(PAGE_LIMIT + 1)
-            ctype = resp.headers.get("Content-Type", "")
-            final = resp.geturl()
+            ctype = resp.getheader("Content-Type", "")
+            final = resp.url
         if len(body) > PAGE_LIMIT:
             raise UpstreamError("%s: the page is over %d MB" % (url, PAGE_LIMIT >> 20))
         try:
@@ -254,9 +300,38 @@ class Upstream:
         raise NotThere(filename)
 
 
+class _Pooled:
+    """A response whose connection goes back to the pool once it was read to the end."""
+
+    def __init__(self, resp, conn, key, upstream):
+        self._resp, self._conn, self._key, self._upstream = resp, conn, key, upstream
+        self.status, self.url = resp.status, None
+
+    def getheader(self, name, default=None):
+        return self._resp.getheader(name, default)
+
+    def read(self, n=-1):
+        return self._resp.read(n)
+
+    def close(self):
+        done = self._resp.isclosed()          # read to the end: the connection is reusable
+        self._resp.close()
+        if done and not self._resp.will_close:
+            self._upstream._give(self._key, self._conn)
+        else:
+            self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "provision-pullthrough"
+    disable_nagle_algorithm = True      # headers, then chunks: no 40 ms wait between them
     upstream = None            # set by main()
 
     def do_GET(self):

@@ -114,11 +114,11 @@ def test_redeploy_changes_nothing(cached):
 def test_first_install_fetches_then_installs_with_the_upstream_gone(cached):
     up, srv, _, state, tmp = cached
     relay = state["relay"]
-    before = relay.connections
+    before = relay.received
     first = pip("install", "--target", str(tmp / "t1"), "pubapp", tmp=tmp, host=srv)
     assert first.returncode == 0, first.stdout + first.stderr
     assert (tmp / "t1/pubapp").is_dir() and (tmp / "t1/pubdep").is_dir()
-    assert relay.connections > before                        # fetched from the upstream
+    assert relay.received > before                           # fetched from the upstream
     misses = [r for r in cache_log(srv) if r[1] == "MISS" and r[4].startswith("/pypi-cache/")]
     assert {r[4].split("/")[2] for r in misses} >= {"pubapp", "pubdep"}, misses
 
@@ -145,7 +145,7 @@ def test_first_install_fetches_then_installs_with_the_upstream_gone(cached):
 
 def test_a_private_name_never_comes_from_the_upstream(cached):
     _, srv, _, state, tmp = cached
-    before = state["relay"].connections
+    before = state["relay"].received
     status, headers, body = http_get(srv.address, 8000, "/simple/shadowed/",
                                      headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     assert status == 200 and "X-Cache" not in headers
@@ -157,7 +157,7 @@ def test_a_private_name_never_comes_from_the_upstream(cached):
     assert uv.returncode == 0 and "shadowed==1.0" in uv.stderr, uv.stderr
     # the upstream's file, asked for by its cache address: refused
     assert http_get(srv.address, 8000, "/pypi-cache/shadowed/shadowed-9.0-py3-none-any.whl")[0] == 404
-    assert state["relay"].connections == before                # the upstream was never asked
+    assert state["relay"].received == before                   # the upstream was never asked
 
 
 def test_a_release_younger_than_the_minimum_age_is_not_offered(cached):
@@ -174,12 +174,12 @@ def test_a_release_younger_than_the_minimum_age_is_not_offered(cached):
 
 def test_a_denied_name_gets_404_without_asking_the_upstream(cached):
     _, srv, _, state, tmp = cached
-    before = state["relay"].connections
+    before = state["relay"].received
     assert http_get(srv.address, 8000, "/simple/blocked/")[0] == 404
     assert http_get(srv.address, 8000, "/pypi-cache/blocked/blocked-1.0-py3-none-any.whl")[0] == 404
     got = pip("download", "--no-deps", "-d", str(tmp / "blocked"), "blocked", tmp=tmp, host=srv)
     assert got.returncode != 0
-    assert state["relay"].connections == before
+    assert state["relay"].received == before
 
 
 def cache_file(srv, key: str) -> str:

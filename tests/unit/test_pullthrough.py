@@ -120,9 +120,21 @@ BAD = b"not what the page says"
 
 class FakeUpstream(BaseHTTPRequestHandler):
     """An upstream index: one JSON project (an old file, a young one, a tampered one) and one
-    HTML-only project; files served from /f/."""
+    HTML-only project; files served from /f/. Keeps connections alive, and counts them."""
+
+    protocol_version = "HTTP/1.1"
+    connections = 0
+
+    def setup(self):
+        type(self).connections += 1
+        super().setup()
 
     def do_GET(self):
+        if self.path == "/simple/moved/":
+            self.send_response(301)
+            self.send_header("Location", "/simple/demo/")
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
         files = {"/f/demo-1.0-py3-none-any.whl": GOOD, "/f/demo-1.0-py3-none-any.whl.metadata": b"Metadata-Version: 2.1\n",
                  "/f/demo-1.1.tar.gz": BAD, "/f/demo-3.0.tar.gz": GOOD, "/f/plain-1.0.tar.gz": GOOD}
         if self.path == "/simple/demo/":
@@ -166,6 +178,7 @@ def serve(server):
 
 @pytest.fixture
 def origin():
+    FakeUpstream.connections = 0
     upstream = serve(ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream))
     handler = type("H", (pt.Handler,), {"upstream": pt.Upstream(
         f"http://127.0.0.1:{upstream.server_address[1]}/simple", min_age=3 * DAY, timeout=5)})
@@ -206,6 +219,16 @@ def test_pages_are_filtered_and_files_verified_end_to_end(origin):
     for path in ("/files/demo/demo-3.0.tar.gz", "/files/demo/demo-9.tar.gz", "/simple/nothing/",
                  "/files/demo/demo-1.1.tar.gz.metadata", "/simple/Not_Normal/", "/elsewhere"):
         assert get(port, path)[0] == 404, path
+
+
+def test_one_kept_alive_connection_serves_pages_and_files_and_redirects_are_followed(origin):
+    port, _ = origin
+    for path in ("/simple/demo/?page=index.v1_json", "/files/demo/demo-1.0-py3-none-any.whl",
+                 "/files/demo/demo-1.0-py3-none-any.whl.metadata", "/simple/plain/?page=index.html"):
+        assert get(port, path)[0] == 200, path
+    assert FakeUpstream.connections == 1
+    status, _, body = get(port, "/simple/moved/?page=index.v1_json")
+    assert status == 200 and json.loads(body)["files"][0]["filename"] == "demo-1.0-py3-none-any.whl"
 
 
 def test_html_upstreams_have_no_age_so_a_minimum_age_hides_their_files(origin):
