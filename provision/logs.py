@@ -1,4 +1,5 @@
-"""`invoke logs`: the service's journal (its static index builder's too) and, where nginx
+"""`invoke logs`: the service's journal (its static index builder's and its pull-through
+cache origin's too) and, where nginx
 fronts it, the access log; streamed, each line prefixed with its host when there are several.
 
 One exec channel per host, as root (the journal and nginx's logs are root's); hosts in
@@ -18,7 +19,8 @@ LINES = 100
 
 def command(service: str, follow: bool, since: str | None) -> str:
     """The shell the host runs: journalctl for the units, tail for nginx's access log."""
-    units = " ".join(f"-u {shlex.quote(u)}" for u in (service, f"{service}-index"))
+    # (a unit that does not exist, a cache that is off, adds nothing)
+    units = " ".join(f"-u {shlex.quote(u)}" for u in (service, f"{service}-index", f"{service}-cache"))
     window = f"--since {shlex.quote(since)}" if since else f"-n {LINES}"
     journal = f"journalctl {units} --no-pager -o short-iso {window}" + (" -f" if follow else "")
     access = shlex.quote(f"/var/log/nginx/{service}.access.log")
