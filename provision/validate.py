@@ -327,7 +327,7 @@ def cache_size(value) -> str:
     """An nginx size for a cache: digits and an optional k, m or g (500m, 10g)."""
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else \
         _text(value, "a size like 10g", 16).strip()
-    if not re.fullmatch(r"[1-9][0-9]{0,12}[kmgKMG]?", text):
+    if not re.fullmatch(r"[1-9][0-9]{0,6}[kmgKMG]?", text):
         raise ValueError(f"must be a size like 500m or 10g, got {_show(value)}")
     return text.lower()
 

@@ -258,8 +258,9 @@ def build(packages, out, yanked_file=None, full=False):
                 os.path.exists(os.path.join(page_dir, "index.v1_json")):
             continue
         page_html, page_json = project_pages(project, entries, yanked)
-        write_atomic(os.path.join(page_dir, "index.v1_json"), page_json)
+        # index.html first: the pull-through cache's nginx takes it as "this name is private"
         write_atomic(os.path.join(page_dir, "index.html"), page_html)
+        write_atomic(os.path.join(page_dir, "index.v1_json"), page_json)
         counts["rendered"] += 1
     # what the directories hold, not what the state says: a rebuild without a state
     # (reindex) removes stale pages and metadata too

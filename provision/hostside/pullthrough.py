@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """The pull-through cache's origin (pypi_cache): what nginx asks when its cache misses.
 
-    pullthrough.py --port PORT --upstream URL [--min-age SECONDS] [--cafile FILE]
+    pullthrough.py --port PORT --upstream URL --private URL [--min-age SECONDS] [--cafile FILE]
 
 nginx is the cache (proxy_cache: pages kept for a short TTL and served stale while the
 upstream is down, files kept until least-recently-used eviction, concurrent misses
 collapsed into one). nginx also decides what may reach this program at all: names the
-server holds privately are answered from the static index and never come here, and
-pypi_cache_deny / pypi_cache_allow are applied before it. This program only does what
-nginx cannot:
+static index lists are answered from disk and never come here, and pypi_cache_deny /
+pypi_cache_allow are applied before it. This program only does what nginx cannot:
+
+    before anything else, it asks pypiserver itself (--private, on the loopback) whether it
+    holds NAME: pypiserver lists files the static index may not (subdirectories, other
+    suffixes), and a static index that cannot be read must not make a name public. A name
+    pypiserver holds gets 409 for its page (nginx then answers with pypiserver's own page)
+    and 404 for a file; when pypiserver cannot say, 502: never the upstream.
 
     GET /simple/NAME/?page=index.v1_json|index.html
         the upstream's page for NAME (PEP 691 JSON or PEP 503 HTML upstreams), filtered:
@@ -18,7 +23,11 @@ nginx cannot:
     GET /files/NAME/FILE
         one file (or its PEP 658 .metadata) the filtered page lists, streamed from the
         upstream; the chunked response is only ended once its sha256 matches the page, so
-        a corrupt or substituted file never completes and nginx never caches it
+        a corrupt or substituted file never completes and nginx never caches it. PEP 658
+        metadata is offered only with its sha256, and checked the same way. The upstream and
+        the hosts its pages send files to are reached over https when the upstream is
+        https, never at a loopback, link-local or multicast address (unless the upstream
+        itself is one)
     GET /health
 
 Runs on the host's Python (3.6 and up), standard library only, as an unprivileged
@@ -29,6 +38,7 @@ import argparse
 import calendar
 import hashlib
 import http.client
+import ipaddress
 import json
 import re
 import ssl
@@ -52,6 +62,7 @@ ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+h
           "text/html;q=0.1")
 PAGE_LIMIT = 64 << 20            # the largest upstream page read (boto3's JSON is ~5 MB)
 MEMO_SECONDS = 600               # how long a fetched page answers file requests
+MEMO_MAX = 2000                  # pages remembered at most (the oldest go first)
 CHUNK = 1 << 16
 FILES_PREFIX = "../../pypi-cache/"
 _TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]00:?00)?\Z")
@@ -63,6 +74,11 @@ class UpstreamError(Exception):
 
 class NotThere(Exception):
     """The upstream has no such project or file (404)."""
+
+
+class Private(Exception):
+    """pypiserver holds the name: a page request gets 409, which nginx answers with
+    pypiserver's own page instead; a file request gets 404."""
 
 
 def parse_time(text):
@@ -85,10 +101,11 @@ def _sha256_of(value):
 
 
 def _metadata(value):
-    """PEP 658/714: False (none), True (there, no hash) or its sha256."""
+    """PEP 658/714: its sha256, else False: metadata whose hash the page does not give is not
+    offered (it could not be checked), so clients read the wheel itself."""
     if value in (None, False, "false"):
         return False
-    return _sha256_of(value) or True
+    return _sha256_of(value) or False
 
 
 def files_from_json(data, page_url):
@@ -100,7 +117,7 @@ def files_from_json(data, page_url):
         yanked = f.get("yanked", False)
         size = f.get("size")
         out.append({
-            "filename": f["filename"], "url": urllib.parse.urljoin(page_url, f["url"]),
+            "filename": f["filename"], "url": urllib.parse.urldefrag(urllib.parse.urljoin(page_url, f["url"]))[0],
             "sha256": _sha256_of(f.get("hashes")),
             "requires_python": f["requires-python"] if isinstance(f.get("requires-python"), str) else None,
             "yanked": yanked if isinstance(yanked, (bool, str)) else bool(yanked),
@@ -181,8 +198,7 @@ def render(name, files):
         if f["requires_python"]:
             obj["requires-python"] = f["requires_python"]
         if f["metadata"]:
-            meta = {"sha256": f["metadata"]} if isinstance(f["metadata"], str) else True
-            obj["core-metadata"] = obj["dist-info-metadata"] = meta
+            obj["core-metadata"] = obj["dist-info-metadata"] = {"sha256": f["metadata"]}
         if f["size"] is not None:
             obj["size"] = f["size"]
         if f["upload_time"] is not None:
@@ -195,10 +211,18 @@ def render(name, files):
 class Upstream:
     """The upstream index, and the pages fetched from it lately (for file requests)."""
 
-    def __init__(self, base, min_age=0, cafile=None, timeout=20.0):
+    def __init__(self, base, private, min_age=0, cafile=None, timeout=20.0):
         self.base = base if base.endswith("/") else base + "/"
+        self.private_base = private if private.endswith("/") else private + "/"
         self.min_age, self.timeout = min_age, timeout
         self.context = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
+        self.https = self.base.startswith("https:")
+        host = urllib.parse.urlsplit(self.base).hostname or ""
+        try:
+            literal = ipaddress.ip_address(host)
+            self.local_upstream = literal.is_loopback or literal.is_link_local
+        except ValueError:
+            self.local_upstream = host == "localhost"
         self._memo, self._lock, self._idle = {}, threading.Lock(), {}
 
     def open(self, url, accept="*/*"):
@@ -206,13 +230,8 @@ class Upstream:
         that host is idle: with PyPI far away, a new TLS connection per page and per file
         would cost several round trips each. Close the response to give the connection back."""
         for _ in range(5):
-            parts = urllib.parse.urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise UpstreamError("%s: not an http(s) URL" % url)
-            key = (parts.scheme, parts.hostname, parts.port)
-            target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-            headers = {"Accept": accept, "User-Agent": "provision-pullthrough"}
-            resp = self._request(key, target, headers, url)
+            self.check_url(url)
+            resp = self._request(url, {"Accept": accept, "User-Agent": "provision-pullthrough"})
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
                 location = urllib.parse.urljoin(url, resp.getheader("Location"))
                 resp.close()
@@ -228,24 +247,66 @@ class Upstream:
             return resp
         raise UpstreamError("%s: too many redirects" % url)
 
-    def _request(self, key, target, headers, url):
+    def check_url(self, url):
+        """Only http(s), and never plain http once the upstream is https (a redirect or a
+        page must not downgrade what the upstream's certificate protects)."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UpstreamError("%s: not an http(s) URL" % url)
+        if parts.scheme == "http" and self.https:
+            raise UpstreamError("%s: plain http from an https upstream: refused" % url)
+
+    def private(self, name):
+        """True when pypiserver holds NAME (its page answers 200; a redirect to its fallback
+        or a 404 means it does not). Anything else: UpstreamError, so the name is refused."""
+        resp = self._request(self.private_base + name + "/", {"User-Agent": "provision-pullthrough"},
+                             internal=True)
+        status = resp.status
+        resp.read()
+        resp.close()
+        if status == 200:
+            return True
+        if status in (301, 302, 303, 307, 308, 404):
+            return False
+        raise UpstreamError("pypiserver answered HTTP %d for %s: cannot tell whether it is private" % (status, name))
+
+    def _request(self, url, headers, internal=False):
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.hostname, parts.port)
+        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
         for attempt in (0, 1):
             conn = self._take(key) if attempt == 0 else None
             reused = conn is not None
-            if conn is None:
-                scheme, host, port = key
-                conn = (http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.context)
-                        if scheme == "https" else http.client.HTTPConnection(host, port, timeout=self.timeout))
             try:
+                if conn is None:
+                    scheme, host, port = key
+                    conn = (http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.context)
+                            if scheme == "https" else http.client.HTTPConnection(host, port, timeout=self.timeout))
+                    conn.connect()
+                    if not internal:
+                        self._check_peer(conn, url)
                 conn.request("GET", target, headers=headers)
-                resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
+                return _Pooled(conn.getresponse(), conn, key, self)
+            except UpstreamError:
                 conn.close()
-                if reused:            # the upstream closed an idle connection: a fresh one
+                raise
+            except Exception as exc:      # OSError, HTTPException, a URL http.client refuses...
+                conn.close()
+                if reused:                # the upstream closed an idle connection: a fresh one
                     continue
-                raise UpstreamError("%s: %s" % (url, getattr(exc, "reason", None) or str(exc) or type(exc).__name__))
-            return _Pooled(resp, conn, key, self)
+                raise UpstreamError("%s: %s" % (url, _why(exc)))
         raise UpstreamError("%s: no answer" % url)
+
+    def _check_peer(self, conn, url):
+        """The address actually connected to (after DNS): no loopback, link-local (cloud
+        metadata), multicast or unspecified address, unless the upstream itself is one."""
+        address = ipaddress.ip_address(conn.sock.getpeername()[0].split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if (address.is_loopback or address.is_link_local or address.is_multicast
+                or address.is_unspecified) and not self.local_upstream:
+            conn.close()
+            raise UpstreamError("%s: resolves to %s, an address the cache does not fetch from" % (url, address))
 
     def _take(self, key):
         with self._lock:
@@ -269,21 +330,30 @@ class Upstream:
                 return memo[1], memo[2]
         url = self.base + name + "/"
         with self.open(url, ACCEPT) as resp:
-            body = resp.read(PAGE_LIMIT + 1)
             ctype = resp.getheader("Content-Type", "")
             final = resp.url
-        if len(body) > PAGE_LIMIT:
-            raise UpstreamError("%s: the page is over %d MB" % (url, PAGE_LIMIT >> 20))
+            body = read_limited(resp, url)
         try:
             if "json" in ctype:
-                found = files_from_json(json.loads(body.decode("utf-8")), final)
+                data = json.loads(body.decode("utf-8"))
+                if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+                    raise ValueError("no PEP 691 files list")
+                found = files_from_json(data, final)
             else:
-                found = files_from_html(body.decode("utf-8", "replace"), final)
-        except ValueError as exc:
-            raise UpstreamError("%s: unreadable page (%s)" % (url, exc))
+                text = body.decode("utf-8", "replace")
+                found = files_from_html(text, final)
+                if not found and "<a" not in text.lower():
+                    # a captive portal, an error page: not a project page (nginx keeps the last one)
+                    raise ValueError("no link in it")
+        except (ValueError, RecursionError) as exc:
+            raise UpstreamError("%s: not a simple index page (%s)" % (url, _why(exc)))
         kept, hidden = admit(found, self.min_age, time.time())
+        now = time.monotonic()
         with self._lock:
-            self._memo[name] = (time.monotonic(), kept, hidden)
+            if len(self._memo) >= MEMO_MAX:
+                for old in sorted(self._memo, key=lambda k: self._memo[k][0])[:MEMO_MAX // 4]:
+                    del self._memo[old]
+            self._memo[name] = (now, kept, hidden)
         return kept, hidden
 
     def lookup(self, name, filename):
@@ -295,9 +365,24 @@ class Upstream:
                     if base == filename:
                         return f["url"], f["sha256"]
                     if f["metadata"]:
-                        return f["url"] + ".metadata", f["metadata"] if isinstance(f["metadata"], str) else None
+                        return f["url"] + ".metadata", f["metadata"]
                     raise NotThere(filename)
         raise NotThere(filename)
+
+
+def read_limited(resp, url):
+    """The whole body, read in chunks (read(n) allocates n bytes up front before 3.10)."""
+    parts, size = [], 0
+    for chunk in iter(lambda: resp.read(CHUNK), b""):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > PAGE_LIMIT:
+            raise UpstreamError("%s: the page is over %d MB" % (url, PAGE_LIMIT >> 20))
+    return b"".join(parts)
+
+
+def _why(exc):
+    return str(exc) or type(exc).__name__
 
 
 class _Pooled:
@@ -310,7 +395,7 @@ class _Pooled:
     def getheader(self, name, default=None):
         return self._resp.getheader(name, default)
 
-    def read(self, n=-1):
+    def read(self, n=None):
         return self._resp.read(n)
 
     def close(self):
@@ -337,6 +422,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path, _, query = self.path.partition("?")
         parts = path.split("/")
+        self.started = False
         try:
             if path == "/health":
                 return self.reply(200, b"ok\n", "text/plain")
@@ -346,14 +432,28 @@ class Handler(BaseHTTPRequestHandler):
                     FILENAME.match(urllib.parse.unquote(parts[3])):
                 return self.file(parts[2], urllib.parse.unquote(parts[3]))
             return self.reply(404, b"not found\n", "text/plain")
+        except Private as exc:
+            self.log_message("%s", exc)
+            if parts[1] == "simple":
+                return self.reply(409, b"a name this server holds\n", "text/plain")
+            return self.reply(404, b"not found\n", "text/plain")
         except NotThere as exc:
             self.log_message("not upstream: %s", exc)
             return self.reply(404, b"not found\n", "text/plain")
-        except UpstreamError as exc:
-            self.log_message("upstream failed: %s", exc)
+        except Exception as exc:          # UpstreamError, and anything unforeseen: one line
+            self.log_message("upstream failed: %s", _why(exc)) if isinstance(exc, UpstreamError) else \
+                self.log_message("failed: %s: %s", type(exc).__name__, _why(exc))
+            if self.started:              # a file already on its way: never ended
+                self.close_connection = True
+                return
             return self.reply(502, b"the upstream index did not answer\n", "text/plain")
 
+    def refuse_private(self, name):
+        if self.upstream.private(name):
+            raise Private("%s is a name this server holds: never taken from the upstream" % name)
+
     def page(self, name, form):
+        self.refuse_private(name)
         files, hidden = self.upstream.files(name)
         if hidden:
             self.log_message("%s: left out %s", name, ", ".join("%d (%s)" % (n, why) for why, n in sorted(hidden.items())))
@@ -363,26 +463,25 @@ class Handler(BaseHTTPRequestHandler):
         return self.reply(200, json_page, "application/vnd.pypi.simple.v1+json")
 
     def file(self, name, filename):
+        self.refuse_private(name)
         url, digest = self.upstream.lookup(name, filename)
         with self.upstream.open(url) as resp:
+            length = resp.getheader("Content-Length")
             self.send_response(200)
             self.send_header("Content-Type", "text/plain" if filename.endswith(".metadata")
                              else "application/octet-stream")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            self.started = True
             h, size = hashlib.sha256(), 0
-            try:
-                for chunk in iter(lambda: resp.read(CHUNK), b""):
-                    h.update(chunk)
-                    size += len(chunk)
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            except OSError as exc:
-                self.log_message("%s: cut short after %d bytes (%s)", filename, size, exc)
-                self.close_connection = True
-                return
-        if digest is not None and h.hexdigest() != digest:
+            for chunk in iter(lambda: resp.read(CHUNK), b""):
+                h.update(chunk)
+                size += len(chunk)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        if h.hexdigest() != digest or (length is not None and length.isdigit() and int(length) != size):
             # never ended: nginx sees a broken response, keeps nothing, and the client fails
-            self.log_message("%s: sha256 %s is not the page's %s: not served", filename, h.hexdigest(), digest)
+            self.log_message("%s: %d bytes, sha256 %s; the page says %s%s: not served", filename, size,
+                             h.hexdigest(), digest, "" if length is None else ", the upstream %s bytes" % length)
             self.close_connection = True
             return
         self.wfile.write(b"0\r\n\r\n")
@@ -397,6 +496,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         sys.stderr.write("pullthrough: " + (fmt % args) + "\n")
+        sys.stderr.flush()            # block-buffered before 3.9: the journal would lag
 
     def log_request(self, code="-", size="-"):
         pass                   # nginx logs every request (with its cache status)
@@ -412,11 +512,12 @@ def main(argv=None):
     parser.add_argument("--listen", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="the upstream simple index URL")
+    parser.add_argument("--private", required=True, help="pypiserver's simple index URL (loopback)")
     parser.add_argument("--min-age", type=int, default=0, help="seconds a file must have been public")
     parser.add_argument("--cafile", default=None, help="CA certificates the upstream's is checked with")
     parser.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args(argv)
-    Handler.upstream = Upstream(args.upstream, args.min_age, args.cafile, args.timeout)
+    Handler.upstream = Upstream(args.upstream, args.private, args.min_age, args.cafile, args.timeout)
     server = Server((args.listen, args.port), Handler)
     sys.stderr.write("pullthrough: serving %s:%d for %s (minimum age %d s)\n"
                      % (args.listen, args.port, args.upstream, args.min_age))

@@ -24,12 +24,13 @@ FILLER = 600 * 1024          # four of them are over pypi_cache_max_size (2m), t
 PRIVATE = "/srv/pypi/packages"
 
 
-def place(host, wheel: Path, age: float) -> None:
-    """A package file in the host's packages directory, uploaded `age` seconds ago (its
-    mtime: the static index's PEP 700 upload-time)."""
+def place(host, wheel: Path, age: float, folder: str = PRIVATE) -> None:
+    """A package file in the host's packages directory (or a folder in it), uploaded `age`
+    seconds ago (its mtime: the static index's PEP 700 upload-time)."""
     name = wheel.name
-    sh(host, f"cat > {PRIVATE}/.{name} && touch -d @{int(time.time() - age)} {PRIVATE}/.{name} && "
-             f"chown pypi:pypi {PRIVATE}/.{name} && mv {PRIVATE}/.{name} {PRIVATE}/{name}",
+    sh(host, f"install -d -o pypi -g pypi {folder} && cat > {folder}/.{name} && "
+             f"touch -d @{int(time.time() - age)} {folder}/.{name} && "
+             f"chown pypi:pypi {folder}/.{name} && mv {folder}/.{name} {folder}/{name}",
        input=wheel.read_bytes())
 
 
@@ -60,7 +61,7 @@ def cached(testhost_factory, tmp_path_factory):
     for name, version, age, extra in [
             ("pubdep", "1.0", old, ""), ("pubapp", "1.0", old, "Requires-Dist: pubdep\n"),
             ("shadowed", "9.0", old, ""), ("fresh", "1.0", old, ""), ("fresh", "2.0", 60, ""),
-            ("blocked", "1.0", old, "")]:
+            ("blocked", "1.0", old, ""), ("hidden", "2.0", old, "")]:
         place(up, make_wheel(wheels, name, version, metadata=extra), age)
     for letter in "abcd":
         place(up, make_wheel(wheels, f"filler-{letter}", "1.0", payload=FILLER), old)
@@ -160,6 +161,29 @@ def test_a_private_name_never_comes_from_the_upstream(cached):
     assert state["relay"].received == before                   # the upstream was never asked
 
 
+def test_a_name_only_pypiserver_lists_is_private_too(cached):
+    """pypiserver lists files in subfolders, which the static index does not: the origin asks
+    pypiserver before the upstream, and nginx answers with pypiserver's own page."""
+    _, srv, _, state, tmp = cached
+    # (written in place: pypiserver's listing, which follows the folder through inotify,
+    # misses a file renamed into a new subfolder)
+    sh(srv, f"install -d -o pypi -g pypi {PRIVATE}/team && cat > {PRIVATE}/team/hidden-1.0-py3-none-any.whl",
+       input=make_wheel(tmp, "hidden", "1.0").read_bytes())
+    waited = sh(srv, "for _ in $(seq 50); do [ \"$(curl -s -o /dev/null -w '%{http_code}' "
+                     "http://127.0.0.1:18000/simple/hidden/)\" = 200 ] && exit 0; sleep 0.1; done; exit 1", check=False)
+    assert waited.returncode == 0, "pypiserver never listed team/hidden-1.0-py3-none-any.whl"
+    before = state["relay"].received
+    status, _, body = http_get(srv.address, 8000, "/simple/hidden/",
+                               headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+    assert status == 200 and "hidden-1.0-py3-none-any.whl" in body and "2.0" not in body, \
+        body
+    got = pip("download", "--no-deps", "-d", str(tmp / "hidden"), "hidden", tmp=tmp, host=srv)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert [p.name for p in (tmp / "hidden").iterdir()] == ["hidden-1.0-py3-none-any.whl"]
+    assert http_get(srv.address, 8000, "/pypi-cache/hidden/hidden-2.0-py3-none-any.whl")[0] == 404
+    assert state["relay"].received == before                   # the upstream was never asked
+
+
 def test_a_release_younger_than_the_minimum_age_is_not_offered(cached):
     _, srv, _, _, tmp = cached
     status, headers, body = http_get(srv.address, 8000, "/simple/fresh/",
@@ -190,7 +214,7 @@ def cache_file(srv, key: str) -> str:
 
 def test_eviction_removes_least_recently_used_cached_files_only(cached):
     _, srv, _, _, _ = cached
-    private = sh(srv, f"cd {PRIVATE} && sha256sum * | sort").stdout
+    private = sh(srv, f"cd {PRIVATE} && find . -type f | sort | xargs sha256sum").stdout
     paths = {x: f"/pypi-cache/filler-{x}/filler_{x}-1.0-py3-none-any.whl" for x in "abcd"}
     for x in "abc":
         status, headers, _ = http_get(srv.address, 8000, paths[x], timeout=30)
@@ -210,7 +234,7 @@ def test_eviction_removes_least_recently_used_cached_files_only(cached):
     total = int(sh(srv, "du -sb /srv/pypi/cache/files | cut -f1").stdout)
     assert total <= 2 * 1024 * 1024 + 64 * 1024, total
     # the server's own packages are untouched, and still served
-    assert sh(srv, f"cd {PRIVATE} && sha256sum * | sort").stdout == private
+    assert sh(srv, f"cd {PRIVATE} && find . -type f | sort | xargs sha256sum").stdout == private
     assert http_get(srv.address, 8000, "/packages/shadowed-1.0-py3-none-any.whl")[0] == 200
 
 
@@ -243,4 +267,5 @@ def test_turned_off_then_uninstalled(cached):
     gone = sh(srv, "ls /etc/systemd/system/pypiserver-cache.service /srv/pypi/cache /opt/pypiserver/pullthrough.py",
               check=False)
     assert gone.returncode != 0 and "No such file" in gone.stderr and gone.stdout == "", gone
-    assert sh(srv, f"ls {PRIVATE}").stdout.split() == ["shadowed-1.0-py3-none-any.whl"]
+    assert sh(srv, f"cd {PRIVATE} && find . -type f | sort").stdout.split() == [
+        "./shadowed-1.0-py3-none-any.whl", "./team/hidden-1.0-py3-none-any.whl"]

@@ -62,7 +62,7 @@ def test_json_pages_keep_what_clients_need():
     assert whl["sha256"] == "a" * 64 and whl["metadata"] == "b" * 64 and whl["yanked"] == "broken"
     assert whl["upload_time"] == NOW - 10 * DAY and whl["size"] == 1234 and whl["requires_python"] == ">=3.8"
     assert sdist["url"] == "https://up.example/packages/demo-2.0.tar.gz"
-    assert sdist["sha256"] is None and sdist["metadata"] is True and sdist["upload_time"] is None
+    assert sdist["sha256"] is None and sdist["metadata"] is False and sdist["upload_time"] is None
 
 
 def test_html_pages_as_pypiserver_and_our_index_write_them():
@@ -130,6 +130,15 @@ class FakeUpstream(BaseHTTPRequestHandler):
         super().setup()
 
     def do_GET(self):
+        if self.path.startswith("/private/simple/"):       # pypiserver: it holds "mine" only
+            held = self.path == "/private/simple/mine/"
+            self.send_response(200 if held else 303)
+            if not held:
+                self.send_header("Location", "https://pypi.org" + self.path[len("/private"):])
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        if self.path == "/simple/mine/":
+            return self.send(json.dumps(pypi_json([])).encode(), "application/vnd.pypi.simple.v1+json")
         if self.path == "/simple/moved/":
             self.send_response(301)
             self.send_header("Location", "/simple/demo/")
@@ -172,7 +181,7 @@ class FakeUpstream(BaseHTTPRequestHandler):
 
 
 def serve(server):
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
 
 
@@ -180,8 +189,9 @@ def serve(server):
 def origin():
     FakeUpstream.connections = 0
     upstream = serve(ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream))
+    base = f"http://127.0.0.1:{upstream.server_address[1]}"
     handler = type("H", (pt.Handler,), {"upstream": pt.Upstream(
-        f"http://127.0.0.1:{upstream.server_address[1]}/simple", min_age=3 * DAY, timeout=5)})
+        f"{base}/simple", f"{base}/private/simple/", min_age=3 * DAY, timeout=5)})
     server = serve(pt.Server(("127.0.0.1", 0), handler))
     yield server.server_address[1], upstream
     server.shutdown()
@@ -226,9 +236,53 @@ def test_one_kept_alive_connection_serves_pages_and_files_and_redirects_are_foll
     for path in ("/simple/demo/?page=index.v1_json", "/files/demo/demo-1.0-py3-none-any.whl",
                  "/files/demo/demo-1.0-py3-none-any.whl.metadata", "/simple/plain/?page=index.html"):
         assert get(port, path)[0] == 200, path
+    # one connection, kept alive (one server plays the upstream and pypiserver here)
     assert FakeUpstream.connections == 1
     status, _, body = get(port, "/simple/moved/?page=index.v1_json")
     assert status == 200 and json.loads(body)["files"][0]["filename"] == "demo-1.0-py3-none-any.whl"
+
+
+def test_a_name_pypiserver_holds_is_never_taken_from_the_upstream(origin):
+    port, _ = origin
+    assert get(port, "/simple/mine/?page=index.v1_json")[0] == 409      # nginx: pypiserver's page
+    assert get(port, "/files/mine/mine-1.0.tar.gz")[0] == 404
+
+
+def test_when_pypiserver_cannot_say_nothing_comes_from_the_upstream():
+    upstream = serve(ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream))
+    base = f"http://127.0.0.1:{upstream.server_address[1]}"
+    handler = type("H", (pt.Handler,), {"upstream": pt.Upstream(f"{base}/simple", "http://127.0.0.1:9/simple/",
+                                                                 timeout=5)})
+    server = serve(pt.Server(("127.0.0.1", 0), handler))
+    try:
+        assert get(server.server_address[1], "/simple/demo/?page=index.v1_json")[0] == 502
+        assert get(server.server_address[1], "/files/demo/demo-1.0-py3-none-any.whl")[0] == 502
+    finally:
+        server.shutdown()
+        upstream.shutdown()
+
+
+def test_the_origin_fetches_from_no_local_address_and_never_downgrades():
+    upstream = serve(ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream))
+    remote = pt.Upstream("https://pypi.example/simple/", "http://127.0.0.1:9/simple/")
+    assert remote.https and not remote.local_upstream
+    with pytest.raises(pt.UpstreamError, match="plain http from an https upstream"):
+        remote.open("http://files.example/x.whl")
+    # a page (or DNS) that sends it to this machine: refused by the address it connected to
+    with pytest.raises(pt.UpstreamError, match="an address the cache does not fetch from"):
+        remote._request(f"http://127.0.0.1:{upstream.server_address[1]}/f/plain-1.0.tar.gz", {})
+    with pytest.raises(pt.UpstreamError, match="not an http"):
+        remote.open("file:///etc/passwd")
+    assert pt.Upstream("http://127.0.0.1:8/simple/", "http://127.0.0.1:9/").local_upstream
+    upstream.shutdown()
+
+
+def test_metadata_without_its_hash_is_not_offered():
+    page = pypi_json([{"filename": "demo-1.0-py3-none-any.whl", "url": "/f/demo-1.0-py3-none-any.whl#frag",
+                       "hashes": {"sha256": "a" * 64}, "core-metadata": True}])
+    (f,) = pt.files_from_json(page, "https://up/simple/demo/")
+    assert f["metadata"] is False and f["url"] == "https://up/f/demo-1.0-py3-none-any.whl"
+    assert "core-metadata" not in json.loads(pt.render("demo", [f])[1])["files"][0]
 
 
 def test_html_upstreams_have_no_age_so_a_minimum_age_hides_their_files(origin):

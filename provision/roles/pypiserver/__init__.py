@@ -260,8 +260,9 @@ class PypiserverRole(Role):
         from ...hostside import indexer as indexer_module
         return [
             Directory(index_dir, user, user, 0o755),
+            # (the cache's origin imports it: it restarts too)
             File(indexer, Path(indexer_module.__file__).read_bytes(), "root", "root", 0o755,
-                 notify=(REINDEX,), name=f"Ensure the static index builder {indexer} is up to date."),
+                 notify=(REINDEX,) + ((cache.RESTART_CACHE,) if v["pypi_cache"] else ()), name=f"Ensure the static index builder {indexer} is up to date."),
             File(yanked, None, "root", "root", 0o644,
                  name=f"Ensure the yank list {yanked} exists."),
             _Rendered(f"{unit_dir}/{service}-index.service", index_unit, on_change=("systemctl daemon-reload",),

@@ -73,8 +73,11 @@ def steps(v: dict) -> list:
         return [ServiceOff(f"{unit}.service")]
     program = str(Path(venv).parent / "pullthrough.py")
     cafile = ca_path(v) if v["pypi_cache_upstream_ca"] else None
+    # pypiserver itself says which names are private (the origin asks it first)
     argv = [f"{venv}/bin/python", program, "--port", str(v["pypi_cache_port"]),
-            "--upstream", v["pypi_cache_upstream"], "--min-age", str(seconds(v["pypi_cache_min_age"]))]
+            "--upstream", v["pypi_cache_upstream"],
+            "--private", f"http://127.0.0.1:{v['pypiserver_backend_port']}/simple/",
+            "--min-age", str(seconds(v["pypi_cache_min_age"]))]
     if cafile:
         argv += ["--cafile", cafile]
 

@@ -52,7 +52,10 @@ class UninstallRole(Role):
         steps.append(FolderIfEmpty(venv_home, {posixpath.basename(p) for p in ours + [v["pypiserver_wheels_dir"]]
                                                if posixpath.dirname(p) == venv_home}))
         steps.append(Absent(v["pypiserver_index_dir"], tree=True))
-        steps.append(Absent(v["pypi_cache_dir"], tree=True))
+        # the cache: nginx's two trees in it, then the folder if nothing else is there
+        cache_dir = v["pypi_cache_dir"]
+        steps += [Absent(f"{cache_dir}/pages", tree=True), Absent(f"{cache_dir}/files", tree=True),
+                  FolderIfEmpty(cache_dir, {"pages", "files"})]
         if self.purge:
             steps += [Absent(v["pypiserver_packages_dir"], tree=True),
                       Absent(v["pypiserver_htpasswd"]),
