@@ -63,6 +63,7 @@ ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+h
 PAGE_LIMIT = 64 << 20            # the largest upstream page read (boto3's JSON is ~5 MB)
 MEMO_SECONDS = 600               # how long a fetched page answers file requests
 MEMO_MAX = 2000                  # pages remembered at most (the oldest go first)
+PUBLIC_SECONDS = 2.0             # how long pypiserver's "not mine" answers a name's next misses
 CHUNK = 1 << 16
 FILES_PREFIX = "../../pypi-cache/"
 _TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]00:?00)?\Z")
@@ -223,7 +224,7 @@ class Upstream:
             self.local_upstream = literal.is_loopback or literal.is_link_local
         except ValueError:
             self.local_upstream = host == "localhost"
-        self._memo, self._lock, self._idle = {}, threading.Lock(), {}
+        self._memo, self._lock, self._idle, self._public = {}, threading.Lock(), {}, {}
 
     def open(self, url, accept="*/*"):
         """A response to GET url (redirects followed), on a kept-alive connection when one to
@@ -258,7 +259,13 @@ class Upstream:
 
     def private(self, name):
         """True when pypiserver holds NAME (its page answers 200; a redirect to its fallback
-        or a 404 means it does not). Anything else: UpstreamError, so the name is refused."""
+        or a 404 means it does not). Anything else: UpstreamError, so the name is refused.
+        A "not mine" answers the same name's misses for PUBLIC_SECONDS (a client asks for a
+        page, its metadata and its file in a burst); "mine" and failures are asked each time."""
+        with self._lock:
+            seen = self._public.get(name)
+        if seen is not None and time.monotonic() - seen < PUBLIC_SECONDS:
+            return False
         resp = self._request(self.private_base + name + "/", {"User-Agent": "provision-pullthrough"},
                              internal=True)
         status = resp.status
@@ -267,6 +274,10 @@ class Upstream:
         if status == 200:
             return True
         if status in (301, 302, 303, 307, 308, 404):
+            with self._lock:
+                if len(self._public) >= MEMO_MAX:
+                    self._public.clear()
+                self._public[name] = time.monotonic()
             return False
         raise UpstreamError("pypiserver answered HTTP %d for %s: cannot tell whether it is private" % (status, name))
 

@@ -124,6 +124,7 @@ class FakeUpstream(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     connections = 0
+    private_asks: list = []
 
     def setup(self):
         type(self).connections += 1
@@ -131,6 +132,7 @@ class FakeUpstream(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path.startswith("/private/simple/"):       # pypiserver: it holds "mine" only
+            self.private_asks.append(self.path)
             held = self.path == "/private/simple/mine/"
             self.send_response(200 if held else 303)
             if not held:
@@ -188,6 +190,7 @@ def serve(server):
 @pytest.fixture
 def origin():
     FakeUpstream.connections = 0
+    FakeUpstream.private_asks = []
     upstream = serve(ThreadingHTTPServer(("127.0.0.1", 0), FakeUpstream))
     base = f"http://127.0.0.1:{upstream.server_address[1]}"
     handler = type("H", (pt.Handler,), {"upstream": pt.Upstream(
@@ -246,6 +249,12 @@ def test_a_name_pypiserver_holds_is_never_taken_from_the_upstream(origin):
     port, _ = origin
     assert get(port, "/simple/mine/?page=index.v1_json")[0] == 409      # nginx: pypiserver's page
     assert get(port, "/files/mine/mine-1.0.tar.gz")[0] == 404
+    assert get(port, "/simple/mine/?page=index.html")[0] == 409
+    # "mine" is asked every time; "not mine" answers a burst (page, metadata, file) once
+    for path in ("/simple/demo/?page=index.v1_json", "/files/demo/demo-1.0-py3-none-any.whl.metadata",
+                 "/files/demo/demo-1.0-py3-none-any.whl"):
+        assert get(port, path)[0] == 200
+    assert FakeUpstream.private_asks == ["/private/simple/mine/"] * 3 + ["/private/simple/demo/"]
 
 
 def test_when_pypiserver_cannot_say_nothing_comes_from_the_upstream():
