@@ -80,7 +80,8 @@ def cached(testhost_factory, tmp_path_factory):
     wait_listed(srv, "shadowed", "shadowed-1.0-py3-none-any.whl")
     state = {"relay": relay}
     yield up, srv, inv, state, tmp
-    state["relay"].close()
+    for relay in [state["relay"], *state.get("more", [])]:
+        relay.close()
 
 
 def pip(*args, tmp: Path, host) -> subprocess.CompletedProcess:
@@ -250,6 +251,25 @@ def test_status_reports_the_cache(cached):
     assert 0 < c["hits"] < c["requests"] and 0 < c["hit_rate"] < 1
     table = invoke("status", "--inventory", str(inv))
     assert "% hits of" in table.stdout, table.stdout
+
+
+def test_a_new_upstream_empties_the_cache(cached):
+    up, srv, _, state, tmp = cached
+    assert int(sh(srv, "find /srv/pypi/cache/files -type f | wc -l").stdout) > 0
+    other = Relay(srv.control_address, (up.address, 8000))
+    state.setdefault("more", []).append(other)
+    url = f"https://{srv.control_address}:{other.port}/simple/"
+    inv = write_inventory([srv], tmp / "moved.yml", known_hosts=str(tmp / "kh"), pypi_cache_upstream=url)
+    res = invoke("deploy", "--inventory", str(inv))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "its cached pages and files removed" in res.stdout + res.stderr
+    assert sh(srv, "find /srv/pypi/cache/files /srv/pypi/cache/pages -type f | wc -l").stdout.strip() == "0"
+    assert sh(srv, "cat /srv/pypi/cache/upstream").stdout.strip() == url
+    got = pip("install", "--target", str(tmp / "t3"), "pubapp", tmp=tmp, host=srv)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert other.received > 0
+    again = invoke("deploy", "--inventory", str(inv))
+    assert recap(again.stdout + again.stderr, srv.name)[1] == 0, again.stdout
 
 
 def test_turned_off_then_uninstalled(cached):

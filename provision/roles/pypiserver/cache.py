@@ -15,8 +15,10 @@ import re
 from pathlib import Path
 
 from ...errors import InventoryError
+from ...facts import FileText
 from ...render import render
 from ...steps import Directory, File, Service, ServiceOff
+from ...steps.base import Command, Plan, Step, WriteFile, q
 from ...validate import seconds, systemd_quote
 
 RESTART_CACHE = "restart the cache"
@@ -64,6 +66,35 @@ class NginxDirectory(Directory):
         self.owner = self.group = NGINX_USER.get(facts.family or "", "nginx")
 
 
+class CacheUpstream(Step):
+    """The cache holds one upstream's pages and files: `<dir>/upstream` names it, and when
+    pypi_cache_upstream changes, what was cached is emptied (another index may hold other
+    bytes under the same file name; nginx would serve the old ones against the new page's
+    hash, and every client would fail). nginx is stopped meanwhile: its shared memory
+    indexes the files (a reload keeps it)."""
+
+    def __init__(self, cache_dir: str, upstream: str):
+        self.cache_dir, self.upstream = cache_dir, upstream
+        self.marker = f"{cache_dir}/upstream"
+        self.name = f"Ensure the cache in {cache_dir} holds {upstream}'s files only."
+
+    def probes(self):
+        return {"marker": FileText(self.marker)}
+
+    def plan(self, facts, probed):
+        have = (probed["marker"] or "").strip()
+        record = WriteFile(self.marker, (self.upstream + "\n").encode(), old=(probed["marker"] or "").encode())
+        if have == self.upstream:
+            return Plan(note=f"from {self.upstream}")
+        if not have:
+            return Plan([record], f"record the upstream {self.upstream}")
+        d = q(self.cache_dir)
+        empty = f"rm -rf {d}/pages/* {d}/files/*"
+        return Plan([Command(f"if systemctl is-active -q nginx; then systemctl stop nginx && {empty} && "
+                             f"systemctl start nginx; else {empty}; fi"), record],
+                    f"the upstream was {have}: its cached pages and files removed")
+
+
 def steps(v: dict) -> list:
     """The cache's steps (after pypiserver's venv, before nginx's site): its directories,
     the origin program beside the index builder, its unit; or, turned off, its unit stopped."""
@@ -91,6 +122,7 @@ def steps(v: dict) -> list:
         NginxDirectory(v["pypi_cache_dir"]),
         NginxDirectory(f"{v['pypi_cache_dir']}/pages"),
         NginxDirectory(f"{v['pypi_cache_dir']}/files"),
+        CacheUpstream(v["pypi_cache_dir"], v["pypi_cache_upstream"]),
         File(program, Path(pullthrough.__file__).read_bytes(), "root", "root", 0o755,
              notify=(RESTART_CACHE,), name=f"Ensure the cache's origin {program} is up to date."),
     ]

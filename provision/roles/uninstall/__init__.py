@@ -55,7 +55,7 @@ class UninstallRole(Role):
         # the cache: nginx's two trees in it, then the folder if nothing else is there
         cache_dir = v["pypi_cache_dir"]
         steps += [Absent(f"{cache_dir}/pages", tree=True), Absent(f"{cache_dir}/files", tree=True),
-                  FolderIfEmpty(cache_dir, {"pages", "files"})]
+                  Absent(f"{cache_dir}/upstream"), FolderIfEmpty(cache_dir, {"pages", "files", "upstream"})]
         if self.purge:
             steps += [Absent(v["pypiserver_packages_dir"], tree=True),
                       Absent(v["pypiserver_htpasswd"]),
