@@ -82,6 +82,8 @@ def cached(testhost_factory, tmp_path_factory):
     yield up, srv, inv, state, tmp
     for relay in [state["relay"], *state.get("more", [])]:
         relay.close()
+    for h in (up, srv):          # now, not at the session's end: the modules after need the CPU
+        h.destroy()
 
 
 def pip(*args, tmp: Path, host) -> subprocess.CompletedProcess:
