@@ -15,6 +15,10 @@ pypi_cache_allow are applied before it. This program only does what nginx cannot
     pypiserver holds gets 409 for its page (nginx then answers with pypiserver's own page)
     and 404 for a file; when pypiserver cannot say, 502: never the upstream.
 
+    GET /private/NAME
+        the same question for nginx, which asks it (auth_request) before it serves any
+        cached page or file: 403 pypiserver holds NAME, 204 it does not, 502 it cannot say
+
     GET /simple/NAME/?page=index.v1_json|index.html
         the upstream's page for NAME (PEP 691 JSON or PEP 503 HTML upstreams), filtered:
         files younger than --min-age (by their PEP 700 upload-time; a file without one is
@@ -221,6 +225,8 @@ class Upstream:
         host = urllib.parse.urlsplit(self.base).hostname or ""
         try:
             literal = ipaddress.ip_address(host)
+            if isinstance(literal, ipaddress.IPv6Address) and literal.ipv4_mapped:
+                literal = literal.ipv4_mapped
             self.local_upstream = literal.is_loopback or literal.is_link_local
         except ValueError:
             self.local_upstream = host == "localhost"
@@ -266,11 +272,10 @@ class Upstream:
             seen = self._public.get(name)
         if seen is not None and time.monotonic() - seen < PUBLIC_SECONDS:
             return False
-        resp = self._request(self.private_base + name + "/", {"User-Agent": "provision-pullthrough"},
-                             internal=True)
-        status = resp.status
-        resp.read()
-        resp.close()
+        with self._request(self.private_base + name + "/", {"User-Agent": "provision-pullthrough"},
+                           internal=True) as resp:
+            status = resp.status
+            resp.read()
         if status == 200:
             return True
         if status in (301, 302, 303, 307, 308, 404):
@@ -283,14 +288,16 @@ class Upstream:
 
     def _request(self, url, headers, internal=False):
         parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme, parts.hostname, parts.port)
+        # the port always given: http.client would read a bare IPv6 address's last group as one;
+        # pypiserver's connections apart: they were never checked as the upstream's are
+        key = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), internal)
         target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
         for attempt in (0, 1):
             conn = self._take(key) if attempt == 0 else None
             reused = conn is not None
             try:
                 if conn is None:
-                    scheme, host, port = key
+                    scheme, host, port, _ = key
                     conn = (http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.context)
                             if scheme == "https" else http.client.HTTPConnection(host, port, timeout=self.timeout))
                     conn.connect()
@@ -303,7 +310,8 @@ class Upstream:
                 raise
             except Exception as exc:      # OSError, HTTPException, a URL http.client refuses...
                 conn.close()
-                if reused:                # the upstream closed an idle connection: a fresh one
+                closed = isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if reused and closed:     # the server closed an idle connection: a fresh one
                     continue
                 raise UpstreamError("%s: %s" % (url, _why(exc)))
         raise UpstreamError("%s: no answer" % url)
@@ -439,6 +447,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, b"ok\n", "text/plain")
             if len(parts) == 4 and parts[1] == "simple" and parts[3] == "" and NAME.match(parts[2]):
                 return self.page(parts[2], urllib.parse.parse_qs(query).get("page", [""])[0])
+            if len(parts) == 3 and parts[1] == "private" and NAME.match(parts[2]):
+                # nginx's check before it serves anything cached: 403 mine, 204 not
+                return self.reply(403 if self.upstream.private(parts[2]) else 204, b"", "text/plain")
             if len(parts) == 4 and parts[1] == "files" and NAME.match(parts[2]) and \
                     FILENAME.match(urllib.parse.unquote(parts[3])):
                 return self.file(parts[2], urllib.parse.unquote(parts[3]))
@@ -499,11 +510,15 @@ class Handler(BaseHTTPRequestHandler):
         self.log_message("fetched %s/%s (%d bytes)", name, filename, size)
 
     def reply(self, status, body, ctype):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            if status != 204:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:               # nginx gave up waiting: nothing to answer
+            self.close_connection = True
 
     def log_message(self, fmt, *args):
         sys.stderr.write("pullthrough: " + (fmt % args) + "\n")

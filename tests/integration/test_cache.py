@@ -73,7 +73,10 @@ def cached(testhost_factory, tmp_path_factory):
                     pypi_cache_upstream_ca=ca_file(), pypi_cache_min_age="1d", pypi_cache_deny=["blocked"],
                     pypi_cache_index_ttl="2s", pypi_cache_max_size="2m")
     inv = write_inventory([srv], tmp / "srv.yml", known_hosts=str(tmp / "kh"), **srv_vars)
+    # a subfolder pypiserver watches from its start (one made later is picked up late, if at all)
+    sh(srv, f"install -d {PRIVATE}/team")
     res = invoke("deploy", "--inventory", str(inv))
+    sh(srv, f"chown pypi:pypi {PRIVATE}/team")
     assert res.returncode == 0, res.stdout + res.stderr
     # a private project that the upstream also has, with a higher version
     place(srv, make_wheel(wheels, "shadowed", "1.0"), 0)
@@ -165,24 +168,28 @@ def test_a_private_name_never_comes_from_the_upstream(cached):
 
 
 def test_a_name_only_pypiserver_lists_is_private_too(cached):
-    """pypiserver lists files in subfolders, which the static index does not: the origin asks
-    pypiserver before the upstream, and nginx answers with pypiserver's own page."""
+    """pypiserver lists files in subfolders, which the static index does not: nginx asks
+    pypiserver (through the origin) before it serves anything cached, and answers with
+    pypiserver's own page. Here the name was public, its page and file cached, first."""
     _, srv, _, state, tmp = cached
-    # (written in place: pypiserver's listing, which follows the folder through inotify,
-    # misses a file renamed into a new subfolder)
-    sh(srv, f"install -d -o pypi -g pypi {PRIVATE}/team && cat > {PRIVATE}/team/hidden-1.0-py3-none-any.whl",
+    json_accept = {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"}
+    status, headers, body = http_get(srv.address, 8000, "/simple/hidden/", headers=json_accept)
+    assert status == 200 and "hidden-2.0-py3-none-any.whl" in body and headers.get("X-Cache") == "MISS"
+    assert http_get(srv.address, 8000, "/pypi-cache/hidden/hidden-2.0-py3-none-any.whl")[0] == 200
+    # (written in place: pypiserver's listing follows the folder through inotify)
+    sh(srv, f"cat > {PRIVATE}/team/hidden-1.0-py3-none-any.whl && chown pypi:pypi {PRIVATE}/team/hidden-1.0-py3-none-any.whl",
        input=make_wheel(tmp, "hidden", "1.0").read_bytes())
     waited = sh(srv, "for _ in $(seq 50); do [ \"$(curl -s -o /dev/null -w '%{http_code}' "
                      "http://127.0.0.1:18000/simple/hidden/)\" = 200 ] && exit 0; sleep 0.1; done; exit 1", check=False)
     assert waited.returncode == 0, "pypiserver never listed team/hidden-1.0-py3-none-any.whl"
     before = state["relay"].received
-    status, _, body = http_get(srv.address, 8000, "/simple/hidden/",
-                               headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
-    assert status == 200 and "hidden-1.0-py3-none-any.whl" in body and "2.0" not in body, \
-        body
+    time.sleep(4.5)               # pypiserver's "not mine", kept 2 s by the origin and 2 s by nginx
+    status, _, body = http_get(srv.address, 8000, "/simple/hidden/", headers=json_accept)
+    assert status == 200 and "hidden-1.0-py3-none-any.whl" in body and "2.0" not in body, body
     got = pip("download", "--no-deps", "-d", str(tmp / "hidden"), "hidden", tmp=tmp, host=srv)
     assert got.returncode == 0, got.stdout + got.stderr
     assert [p.name for p in (tmp / "hidden").iterdir()] == ["hidden-1.0-py3-none-any.whl"]
+    # the upstream's file, cached while the name was public: refused now
     assert http_get(srv.address, 8000, "/pypi-cache/hidden/hidden-2.0-py3-none-any.whl")[0] == 404
     assert state["relay"].received == before                   # the upstream was never asked
 

@@ -239,8 +239,9 @@ def test_one_kept_alive_connection_serves_pages_and_files_and_redirects_are_foll
     for path in ("/simple/demo/?page=index.v1_json", "/files/demo/demo-1.0-py3-none-any.whl",
                  "/files/demo/demo-1.0-py3-none-any.whl.metadata", "/simple/plain/?page=index.html"):
         assert get(port, path)[0] == 200, path
-    # one connection, kept alive (one server plays the upstream and pypiserver here)
-    assert FakeUpstream.connections == 1
+    # two connections, each kept alive: the upstream's and pypiserver's (one server plays
+    # both here; they are never shared: pypiserver's were not checked as the upstream's are)
+    assert FakeUpstream.connections == 2
     status, _, body = get(port, "/simple/moved/?page=index.v1_json")
     assert status == 200 and json.loads(body)["files"][0]["filename"] == "demo-1.0-py3-none-any.whl"
 
@@ -250,11 +251,12 @@ def test_a_name_pypiserver_holds_is_never_taken_from_the_upstream(origin):
     assert get(port, "/simple/mine/?page=index.v1_json")[0] == 409      # nginx: pypiserver's page
     assert get(port, "/files/mine/mine-1.0.tar.gz")[0] == 404
     assert get(port, "/simple/mine/?page=index.html")[0] == 409
+    assert get(port, "/private/mine")[0] == 403 and get(port, "/private/demo")[0] == 204    # nginx's check
     # "mine" is asked every time; "not mine" answers a burst (page, metadata, file) once
     for path in ("/simple/demo/?page=index.v1_json", "/files/demo/demo-1.0-py3-none-any.whl.metadata",
                  "/files/demo/demo-1.0-py3-none-any.whl"):
         assert get(port, path)[0] == 200
-    assert FakeUpstream.private_asks == ["/private/simple/mine/"] * 3 + ["/private/simple/demo/"]
+    assert FakeUpstream.private_asks == ["/private/simple/mine/"] * 4 + ["/private/simple/demo/"]
 
 
 def test_when_pypiserver_cannot_say_nothing_comes_from_the_upstream():
@@ -266,6 +268,7 @@ def test_when_pypiserver_cannot_say_nothing_comes_from_the_upstream():
     try:
         assert get(server.server_address[1], "/simple/demo/?page=index.v1_json")[0] == 502
         assert get(server.server_address[1], "/files/demo/demo-1.0-py3-none-any.whl")[0] == 502
+        assert get(server.server_address[1], "/private/demo")[0] == 502
     finally:
         server.shutdown()
         upstream.shutdown()

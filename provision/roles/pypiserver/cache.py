@@ -70,11 +70,11 @@ class CacheUpstream(Step):
     """The cache holds one upstream's pages and files: `<dir>/upstream` names it, and when
     pypi_cache_upstream changes, what was cached is emptied (another index may hold other
     bytes under the same file name; nginx would serve the old ones against the new page's
-    hash, and every client would fail). nginx is stopped meanwhile: its shared memory
-    indexes the files (a reload keeps it)."""
+    hash, and every client would fail). nginx is stopped meanwhile (its shared memory
+    indexes the files; a reload keeps it): every site it serves pauses for that moment."""
 
-    def __init__(self, cache_dir: str, upstream: str):
-        self.cache_dir, self.upstream = cache_dir, upstream
+    def __init__(self, cache_dir: str, upstream: str, origin: str):
+        self.cache_dir, self.upstream, self.origin = cache_dir, upstream, origin
         self.marker = f"{cache_dir}/upstream"
         self.name = f"Ensure the cache in {cache_dir} holds {upstream}'s files only."
 
@@ -89,9 +89,13 @@ class CacheUpstream(Step):
         if not have:
             return Plan([record], f"record the upstream {self.upstream}")
         d = q(self.cache_dir)
-        empty = f"rm -rf {d}/pages/* {d}/files/*"
-        return Plan([Command(f"if systemctl is-active -q nginx; then systemctl stop nginx && {empty} && "
-                             f"systemctl start nginx; else {empty}; fi"), record],
+        # the origin stops too (the run's handler starts it with the new upstream): the old
+        # one would fill the cache again; nginx is started again whatever rm did
+        empty = f"rm -rf {d}/pages/* {d}/files/* {d}/private/*"
+        # (a subshell: its exit ends it, not the run's script)
+        return Plan([Command(f"( systemctl stop {q(self.origin)} 2>/dev/null; "
+                             f"if systemctl is-active -q nginx; then systemctl stop nginx; {empty}; rc=$?; "
+                             f"systemctl start nginx && exit $rc; else {empty}; fi )"), record],
                     f"the upstream was {have}: its cached pages and files removed")
 
 
@@ -122,7 +126,8 @@ def steps(v: dict) -> list:
         NginxDirectory(v["pypi_cache_dir"]),
         NginxDirectory(f"{v['pypi_cache_dir']}/pages"),
         NginxDirectory(f"{v['pypi_cache_dir']}/files"),
-        CacheUpstream(v["pypi_cache_dir"], v["pypi_cache_upstream"]),
+        NginxDirectory(f"{v['pypi_cache_dir']}/private"),
+        CacheUpstream(v["pypi_cache_dir"], v["pypi_cache_upstream"], f"{unit}.service"),
         File(program, Path(pullthrough.__file__).read_bytes(), "root", "root", 0o755,
              notify=(RESTART_CACHE,), name=f"Ensure the cache's origin {program} is up to date."),
     ]

@@ -54,8 +54,8 @@ class UninstallRole(Role):
         steps.append(Absent(v["pypiserver_index_dir"], tree=True))
         # the cache: nginx's two trees in it, then the folder if nothing else is there
         cache_dir = v["pypi_cache_dir"]
-        steps += [Absent(f"{cache_dir}/pages", tree=True), Absent(f"{cache_dir}/files", tree=True),
-                  Absent(f"{cache_dir}/upstream"), FolderIfEmpty(cache_dir, {"pages", "files", "upstream"})]
+        steps += [Absent(f"{cache_dir}/{sub}", tree=True) for sub in ("pages", "files", "private")]
+        steps += [Absent(f"{cache_dir}/upstream"), FolderIfEmpty(cache_dir, {"pages", "files", "private", "upstream"})]
         if self.purge:
             steps += [Absent(v["pypiserver_packages_dir"], tree=True),
                       Absent(v["pypiserver_htpasswd"]),
