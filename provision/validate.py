@@ -255,13 +255,18 @@ def optional_local_file(value) -> str:
     return "" if value in ("", None) else local_path(value)
 
 
-def size(value) -> str:
-    """An nginx size: digits and an optional k, m or g (512m, 2g)."""
+def _nginx_size(value, digits: int, examples: str) -> str:
+    """Digits and an optional k, m or g, lowercased (as nginx reads sizes)."""
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else \
-        _text(value, "a size like 512m", 16)
-    if not re.fullmatch(r"[1-9][0-9]{0,9}[kmgKMG]?", text):
-        raise ValueError(f"must be a size like 512m or 1g, got {_show(value)}")
-    text = text.lower()
+        _text(value, f"a size like {examples.split()[0]}", 16).strip()
+    if not re.fullmatch(rf"[1-9][0-9]{{0,{digits - 1}}}[kmgKMG]?", text):
+        raise ValueError(f"must be a size like {examples}, got {_show(value)}")
+    return text.lower()
+
+
+def size(value) -> str:
+    """An upload size for nginx: 512m, 2g (pypiserver's server takes 1g at most)."""
+    text = _nginx_size(value, 10, "512m or 1g")
     factor = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1], 1)
     if int(text.rstrip("kmg")) * factor > WAITRESS_MAX_BODY:
         raise ValueError(f"{text} is over 1g: pypiserver's server (waitress) refuses larger requests")
@@ -324,12 +329,8 @@ def positive_duration(value) -> str:
 
 
 def cache_size(value) -> str:
-    """An nginx size for a cache: digits and an optional k, m or g (500m, 10g)."""
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else \
-        _text(value, "a size like 10g", 16).strip()
-    if not re.fullmatch(r"[1-9][0-9]{0,6}[kmgKMG]?", text):
-        raise ValueError(f"must be a size like 500m or 10g, got {_show(value)}")
-    return text.lower()
+    """An nginx size for a cache: 500m, 10g (7 digits at most: nginx's offsets do not overflow)."""
+    return _nginx_size(value, 7, "500m or 10g")
 
 
 _PATTERN = re.compile(r"[A-Za-z0-9._*?-]{1,100}")

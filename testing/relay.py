@@ -22,7 +22,6 @@ class Relay:
         self.address, self.port = self._server.getsockname()[:2]
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self.connections = 0
         self.received = 0           # bytes the target sent back (a kept-alive connection too)
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -40,7 +39,6 @@ class Relay:
                 continue
             upstream.settimeout(None)
             with self._lock:
-                self.connections += 1
                 self._conns |= {client, upstream}
             for a, b, back in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(target=self._pipe, args=(a, b, back), daemon=True).start()

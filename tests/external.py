@@ -241,3 +241,13 @@ def write_inventory(hosts, path: str | os.PathLike, **group_vars) -> Path:
         return th.write_inventory(hosts, path, **group_vars)
     # external only: no harness known_hosts file unless the caller names one
     return th.write_inventory(hosts, path, **{"known_hosts": None, **group_vars})
+
+
+def deployed_inventory(hosts, path: str | os.PathLike, **group_vars) -> Path:
+    """`write_inventory`, then `invoke deploy` on it, which must succeed; the inventory."""
+    from tests.helpers import invoke
+
+    inv = write_inventory(hosts, path, **group_vars)
+    res = invoke("deploy", "--inventory", str(inv))
+    assert res.returncode == 0, res.stdout + res.stderr
+    return inv

@@ -191,3 +191,15 @@ def pypi_reachable() -> bool:
 
 
 _PYPI: bool | None = None
+
+
+def assert_python36_stdlib(path: Path, also: set[str] = frozenset()) -> None:
+    """A program shipped to hosts (provision/hostside) parses with Python 3.6's grammar and
+    imports the standard library only (and `also`, modules shipped beside it)."""
+    import ast
+
+    tree = ast.parse(Path(path).read_text(), feature_version=(3, 6))
+    imported = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= set(sys.stdlib_module_names) | set(also), imported - set(sys.stdlib_module_names)
+    assert "__future__" not in imported       # `annotations` needs 3.7

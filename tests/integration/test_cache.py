@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from testing.relay import Relay
-from tests.external import is_external, write_inventory
+from tests.external import deployed_inventory, is_external, write_inventory
 from tests.helpers import ca_file, clean_env, http_get, index, invoke, make_wheel, recap, sh
 
 pytestmark = pytest.mark.integration
@@ -54,9 +54,7 @@ def cached(testhost_factory, tmp_path_factory):
     wheels = tmp / "wheels"
     wheels.mkdir()
     # the upstream: a server of ours whose certificate also names the relay's address
-    up_inv = write_inventory([up], tmp / "up.yml", known_hosts=str(tmp / "kh"), tls_names=[srv.control_address])
-    res = invoke("deploy", "--inventory", str(up_inv))
-    assert res.returncode == 0, res.stdout + res.stderr
+    deployed_inventory([up], tmp / "up.yml", known_hosts=str(tmp / "kh"), tls_names=[srv.control_address])
     old = 10 * DAY
     for name, version, age, extra in [
             ("pubdep", "1.0", old, ""), ("pubapp", "1.0", old, "Requires-Dist: pubdep\n"),
@@ -283,9 +281,7 @@ def test_a_new_upstream_empties_the_cache(cached):
 
 def test_turned_off_then_uninstalled(cached):
     _, srv, _, _, tmp = cached
-    inv = write_inventory([srv], tmp / "off.yml", known_hosts=str(tmp / "kh"), pypi_cache=False)
-    res = invoke("deploy", "--inventory", str(inv))
-    assert res.returncode == 0, res.stdout + res.stderr
+    inv = deployed_inventory([srv], tmp / "off.yml", known_hosts=str(tmp / "kh"), pypi_cache=False)
     assert sh(srv, "systemctl is-active pypiserver-cache.service", check=False).stdout.strip() == "inactive"
     # names the server lacks go back to pypiserver's redirect; private ones are still served
     status, headers, _ = http_get(srv.address, 8000, "/simple/pubapp/")

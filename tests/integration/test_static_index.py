@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.external import write_inventory
+from tests.external import deployed_inventory, write_inventory
 from tests.helpers import ca_file, clean_env, http_get, index, invoke, make_wheel, sh
 
 pytestmark = pytest.mark.integration
@@ -24,9 +24,7 @@ PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v
 @pytest.fixture(scope="module")
 def served(host, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("static")
-    inv = write_inventory([host], tmp / "inventory.yml", known_hosts=str(tmp / "known_hosts"))
-    res = invoke("deploy", "--inventory", str(inv), "-H", host.name)
-    assert res.returncode == 0, res.stdout + res.stderr
+    inv = deployed_inventory([host], tmp / "inventory.yml", known_hosts=str(tmp / "known_hosts"))
     assert invoke("add-user", "publisher", "--password-stdin", "--inventory", str(inv), "-H", host.name,
                   input=PASSWORD + "\n").returncode == 0
     return host, str(inv), tmp

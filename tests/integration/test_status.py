@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.external import write_inventory
+from tests.external import deployed_inventory
 from tests.helpers import invoke, make_wheel, sh
 
 pytestmark = pytest.mark.integration
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def deployed(host, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("status")
-    inv = write_inventory([host], tmp / "inventory.yml", known_hosts=str(tmp / "known_hosts"))
-    res = invoke("deploy", "--inventory", str(inv), "-H", host.name)
-    assert res.returncode == 0, res.stdout + res.stderr
+    inv = deployed_inventory([host], tmp / "inventory.yml", known_hosts=str(tmp / "known_hosts"))
     assert invoke("add-user", "alice", "--password-stdin", "--inventory", str(inv), "-H", host.name,
                   input="Status-pw-1\n").returncode == 0
     for version in ("1.0", "1.1"):

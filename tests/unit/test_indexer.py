@@ -4,7 +4,6 @@ incremental and crash-safe."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import io
 import json
@@ -15,18 +14,13 @@ from pathlib import Path
 import pytest
 
 from provision.hostside import indexer
-from tests.helpers import make_wheel
+from tests.helpers import assert_python36_stdlib, make_wheel
 
 SOURCE = Path(indexer.__file__)
 
 
 def test_the_indexer_is_python_3_6_and_standard_library_only():
-    tree = ast.parse(SOURCE.read_text(), feature_version=(3, 6))
-    imported = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    import sys
-    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
-    assert "__future__" not in imported       # `annotations` needs 3.7
+    assert_python36_stdlib(SOURCE)
 
 
 def sdist(folder: Path, name: str, version: str, metadata_version: str = "2.2") -> Path:

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from provision.hostside import indexer, pullthrough as pt
+from tests.helpers import assert_python36_stdlib
 
 NOW = 1_780_000_000
 DAY = 86400
@@ -24,15 +25,7 @@ def stamp(t):
 
 def test_the_origin_is_python_3_6_and_standard_library_only():
     """It runs on the host's Python, CentOS 7's 3.6 included, beside the index builder."""
-    import ast
-    import sys
-    from pathlib import Path
-
-    tree = ast.parse(Path(pt.__file__).read_text(), feature_version=(3, 6))
-    imported = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
-    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported <= set(sys.stdlib_module_names) | {"indexer"}, imported
-    assert "__future__" not in imported
+    assert_python36_stdlib(pt.__file__, also={"indexer"})
 
 
 def test_upload_times_parse_as_pep_700_writes_them():

@@ -145,7 +145,8 @@ def test_the_cache_needs_the_static_index():
 
 
 @pytest.mark.parametrize("key", ["pypi_cache_upstream", "pypi_cache_allow", "pypi_cache_deny",
-                                 "pypi_cache_min_age", "pypi_cache_index_ttl", "pypi_cache_max_size"])
+                                 "pypi_cache_min_age", "pypi_cache_index_ttl", "pypi_cache_max_size",
+                                 "pypi_cache_dir", "pypi_cache_port"])
 def test_cache_values_are_refused_or_inert_where_they_are_written(key):
     """With the cache on, these reach nginx's site and the origin's unit: what passes is
     one of a few safe shapes there (no quote, brace, semicolon or space of its own)."""
@@ -167,6 +168,22 @@ def test_cache_values_are_refused_or_inert_where_they_are_written(key):
             if line.strip().startswith('"~^(?:'):
                 assert re.fullmatch(r'    "~\^\(\?:[a-z0-9\\\-\[\]*]*\)\$" [01];', line), line
     through_the_corpus(key, check)
+
+
+def test_the_upstream_ca_is_a_file_here_and_never_reaches_the_host_as_a_value():
+    """pypi_cache_upstream_ca names a file on this machine: a value that is no readable PEM
+    file is refused in one line; the host only ever sees its content, at a fixed path."""
+    def check(key, value):
+        try:
+            validate.role_vars(target(pypi_cache=True, **{key: value}))
+            plan = fresh_plan({"pypi_cache": True, key: value})
+        except InventoryError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(f"h: {key} ") or \
+                str(exc).startswith(f"{key} "), str(exc)
+            return
+        assert value in ("", None), value      # nothing in the corpus is a PEM file
+        assert "/etc/pypiserver/pypi-cache-upstream-ca.pem" not in plan
+    through_the_corpus("pypi_cache_upstream_ca", check)
 
 
 def test_service_directories_may_not_nest():

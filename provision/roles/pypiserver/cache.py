@@ -22,8 +22,6 @@ from ...steps.base import Command, Plan, Step, WriteFile, q
 from ...validate import seconds, systemd_quote
 
 RESTART_CACHE = "restart the cache"
-#: the worker user nginx runs as, by family: it owns the cache directories
-NGINX_USER = {"Debian": "www-data", "RedHat": "nginx"}
 
 
 def unit_name(service: str) -> str:
@@ -63,7 +61,8 @@ class NginxDirectory(Directory):
         self.name = f"Ensure the directory {path} exists (nginx's user, {mode:04o})."
 
     def prepare(self, facts):
-        self.owner = self.group = NGINX_USER.get(facts.family or "", "nginx")
+        from . import family_vars      # (the role's module imports this one)
+        self.owner = self.group = family_vars(facts.family)["nginx_user"] if facts.family else "nginx"
 
 
 class CacheUpstream(Step):
