@@ -782,6 +782,13 @@ class TestHost:
     # -- teardown --------------------------------------------------------------
     def _stop(self, timeout: float = STOP_TIMEOUT) -> None:
         if self.running():
+            # the guest's init, found while nspawn runs: nspawn's own process group does not
+            # hold it, so a killed nspawn would leave the whole guest running, reparented
+            # (its systemd, sshd, services and inotify instances, until the limit is hit)
+            leader = None
+            with contextlib.suppress(TestHostError):
+                pid = self._leader()
+                leader = (pid, _proc_starttime(pid))
             os.kill(self.pid, signal.SIGTERM)       # nspawn: clean guest poweroff
             try:
                 self._wait_exit(timeout)
@@ -790,6 +797,12 @@ class TestHost:
                     os.killpg(self.pid, signal.SIGKILL)
                 with contextlib.suppress(TestHostError):
                     self._wait_exit(5)
+            if leader is not None and _proc_starttime(leader[0]) == leader[1]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(leader[0], signal.SIGKILL)   # PID 1 of its namespace: all of it goes
+                deadline = time.monotonic() + 5
+                while _proc_starttime(leader[0]) == leader[1] and time.monotonic() < deadline:
+                    time.sleep(0.05)
         elif self._proc is not None:
             self._proc.poll()
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
